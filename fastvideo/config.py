@@ -1,0 +1,181 @@
+"""Typed configuration of a GRPO run.
+
+Nested dataclasses, one per room (model, sampler, grpo, rewards, train, checkpoint, logging, data).
+Each field carries a docstring (read by ``python -m fastvideo.train --help``) with its unit.
+Loading, command-line overrides and validation live further down in this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+
+@dataclass
+class ModelConfig:
+    name: str = "flux"
+    """Adapter registry name: 'flux' (rectified flow) or 'sd' (Stable Diffusion 1.x, DDIM)."""
+    path: Optional[str] = None
+    """Local diffusers pipeline directory (e.g. ./data/flux). Ignored when ``tiny`` is true."""
+    tiny: bool = False
+    """Build a tiny randomly initialised model of the real classes (tests and CPU debug runs)."""
+    height: int = 720
+    """Image height in pixels."""
+    width: int = 720
+    """Image width in pixels."""
+    num_frames: int = 1
+    """Frames per sample (video models; 1 for images)."""
+    guidance_scale: float = 3.5
+    """FLUX/Hunyuan: embedded guidance value; SD: real classifier-free guidance scale (1 = no CFG)."""
+    dtype: str = "auto"
+    """Weight dtype of frozen parts (VAE, text encoders): auto | fp32 | bf16 | fp16. auto = bf16 on GPU, fp32 on CPU."""
+    lora_rank: int = 0
+    """LoRA rank; 0 trains the full transformer."""
+    lora_alpha: float = 0.0
+    """LoRA alpha (scaling = alpha / rank); 0 means alpha = rank."""
+    lora_targets: list[str] = field(default_factory=list)
+    """Module names LoRA adapts; empty = the adapter's default attention projections."""
+    gradient_checkpointing: bool = False
+    """Activation checkpointing of every transformer block during training."""
+
+
+@dataclass
+class SamplerConfig:
+    num_steps: int = 16
+    """Denoising steps S of a rollout."""
+    shift: float = 3.0
+    """Flow-matching time shift: sigma = shift*s / (1 + (shift-1)*s). Flow models only."""
+    sde_type: str = "dance"
+    """Flow SDE: dance | flow_grpo | cps | ode. Diffusion models always use DDIM-SDE."""
+    eta: float = 0.3
+    """Noise level of the SDE (DanceGRPO eta; Flow-GRPO/CPS 'a'); DDIM eta for diffusion models."""
+    init_same_noise: bool = True
+    """All G samples of a prompt start from the same initial latent."""
+
+
+@dataclass
+class GRPOConfig:
+    group_size: int = 12
+    """Samples G generated per prompt (the group for advantage normalisation)."""
+    clip_range: float = 1e-4
+    """PPO clip epsilon on the ratio exp(logp - logp_old)."""
+    adv_clip_max: float = 5.0
+    """Advantages are clipped to [-adv_clip_max, adv_clip_max]."""
+    timestep_fraction: float = 0.6
+    """Fraction of the S-1 trainable steps trained per sample: floor((S-1)*fraction), in (0, 1]."""
+    advantage_scope: str = "group"
+    """Normalise rewards within each prompt's group ('group') or over the whole gathered batch ('global')."""
+    per_prompt_stat_tracking: bool = False
+    """Flow-GRPO: normalise with running per-prompt statistics instead of the current group only."""
+    kl_coef: float = 0.0
+    """Weight of the closed-form KL to the reference (base) policy; 0 disables it."""
+
+
+@dataclass
+class RewardTermConfig:
+    name: str = "brightness"
+    """Registry name of the reward (see fastvideo.rewards)."""
+    weight: float = 1.0
+    """Weight of this reward in the total (or in the advantage sum)."""
+    threshold: Optional[float] = None
+    """If set, the reward becomes binary: 1 if score > threshold else 0."""
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    """Extra constructor arguments of the reward (checkpoint paths, conventions...)."""
+
+
+@dataclass
+class RewardsConfig:
+    terms: list[RewardTermConfig] = field(default_factory=lambda: [RewardTermConfig()])
+    """The rewards and their weights."""
+    aggregation: str = "sum"
+    """'sum': advantages of the weighted reward sum; 'advantage': weighted sum of per-reward advantages."""
+    device: str = "auto"
+    """Device the reward models run on (auto = the training device)."""
+    nan_policy: str = "skip"
+    """A non-finite reward: 'skip' the iteration's update with a warning, or 'error'."""
+
+
+@dataclass
+class DataConfig:
+    prompt_file: str = "prompts.txt"
+    """Text file with one prompt per line (blank lines skipped, duplicates kept once)."""
+    embeddings_dir: Optional[str] = None
+    """Prompt-embedding cache written by fastvideo.data.preprocess; None encodes prompts online."""
+    validation_prompts: list[str] = field(default_factory=list)
+    """Fixed prompts rendered to an image grid every logging.validation_every iterations."""
+
+
+@dataclass
+class TrainConfig:
+    max_iterations: int = 200
+    """GRPO iterations (rollout + update) to run."""
+    prompts_per_iteration: int = 1
+    """Prompts per rank per iteration (per GPU); each yields group_size samples."""
+    rollout_batch_size: int = 0
+    """Samples per forward pass during the rollout, per GPU; 0 = all samples of the iteration at once."""
+    train_batch_size: int = 1
+    """Samples per forward/backward micro-batch during training, per GPU."""
+    updates_per_iteration: int = 1
+    """Optimizer steps per iteration: the iteration's samples are split into this many equal chunks."""
+    lr: float = 1e-5
+    """AdamW learning rate."""
+    weight_decay: float = 1e-4
+    """AdamW weight decay."""
+    adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    """AdamW betas."""
+    adam_eps: float = 1e-8
+    """AdamW epsilon."""
+    max_grad_norm: float = 1.0
+    """Gradient-norm clipping threshold (DanceGRPO: 1.0; 0.01 in its 8-GPU FLUX recipe)."""
+    lr_scheduler: str = "constant_with_warmup"
+    """diffusers get_scheduler name."""
+    lr_warmup_steps: int = 0
+    """Warm-up optimizer steps of the LR schedule."""
+    ema_decay: float = 0.0
+    """EMA decay of trainable weights; 0 disables EMA."""
+    mixed_precision: str = "auto"
+    """auto | fp32 | bf16: autocast of the denoiser (auto = bf16 on CUDA, fp32 on CPU)."""
+    fsdp: bool = True
+    """Shard the denoiser with FSDP2 when more than one rank runs."""
+    seed: int = 42
+    """Seed of every random draw (noise, timestep subsets, prompt order)."""
+
+
+@dataclass
+class CheckpointConfig:
+    every: int = 50
+    """Save the full training state every N iterations (0 = only at the end)."""
+    keep_last: int = 3
+    """Number of most recent checkpoints kept."""
+    resume: str = ""
+    """'' = start fresh, 'auto' = latest complete checkpoint in output_dir, or a checkpoint path."""
+    export_at_end: bool = True
+    """Export the trained weights in diffusers format (or LoRA weights) at the end of the run."""
+
+
+@dataclass
+class LoggingConfig:
+    log_every: int = 1
+    """Write metrics every N iterations."""
+    wandb: bool = False
+    """Log to Weights & Biases (offline when no API key is configured)."""
+    wandb_project: str = "dancegrpo"
+    """W&B project name."""
+    validation_every: int = 0
+    """Render the validation prompts to an image grid every N iterations (0 = never)."""
+    progress_bar: bool = True
+    """tqdm progress bar on rank 0."""
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    grpo: GRPOConfig = field(default_factory=GRPOConfig)
+    rewards: RewardsConfig = field(default_factory=RewardsConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    output_dir: str = "outputs/run"
+    """Run directory: metrics, config, checkpoints, exports, images."""
