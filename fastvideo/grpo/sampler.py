@@ -1,0 +1,100 @@
+"""Samplers: one object per paradigm that the rollout and the trainer drive step by step.
+
+A sampler turns step indices into model timesteps and applies the stateless SDE/ODE steps of
+``fastvideo.grpo.sde``. Steps can be evaluated in any order and for per-sample step indices, which
+is what GRPO training needs (each sample trains its own random subset of steps).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from fastvideo.grpo.schedule import ddim_schedule, flow_sigmas
+from fastvideo.grpo.sde import StepOutput, ddim_step, flow_step, pred_x0_ddim, pred_x0_flow
+
+
+def _as_index(step: int | torch.Tensor, batch: int) -> torch.Tensor:
+    """Step index as a (B,) long tensor (a python int is broadcast over the batch)."""
+    if isinstance(step, torch.Tensor):
+        return step.long().reshape(-1).expand(batch) if step.numel() == 1 else step.long()
+    return torch.full((batch,), int(step), dtype=torch.long)
+
+
+@dataclass
+class FlowSampler:
+    """Rectified-flow sampler over ``sigmas`` (S + 1 values from 1 to 0).
+
+    Step i maps x at sigma_i to sigma_{i+1} with ``flow_step`` (SDE ``sde_type`` or ODE).
+    The model is fed ``model_timestep(i) = sigma_i``; adapters rescale it to their model's range.
+    """
+
+    sigmas: torch.Tensor
+    sde_type: str = "dance"
+    eta: float = 0.3
+
+    @classmethod
+    def build(cls, num_steps: int, shift: float, sde_type: str, eta: float) -> FlowSampler:
+        return cls(flow_sigmas(num_steps, shift), sde_type, eta)
+
+    @property
+    def num_steps(self) -> int:
+        return self.sigmas.numel() - 1
+
+    def model_timestep(self, step: int | torch.Tensor, batch: int) -> torch.Tensor:
+        """Sigma_i for each sample, shape (B,), fp32."""
+        return self.sigmas[_as_index(step, batch)]
+
+    def step(self, step, model_output, sample, *, prev_sample=None, noise=None, stochastic=True) -> StepOutput:
+        """One transition i -> i+1; ``stochastic=False`` takes the ODE (Euler) step."""
+        idx = _as_index(step, sample.shape[0]).to(self.sigmas.device)
+        sigma = self.sigmas[idx].to(sample.device)
+        sigma_next = self.sigmas[idx + 1].to(sample.device)
+        return flow_step(
+            model_output, sample, sigma, sigma_next,
+            sde_type=self.sde_type if stochastic else "ode", eta=self.eta,
+            prev_sample=prev_sample, noise=noise,
+        )
+
+    def pred_x0(self, step, model_output, sample) -> torch.Tensor:
+        """x0 prediction x - sigma_i * v."""
+        sigma = self.sigmas[_as_index(step, sample.shape[0])].to(sample.device)
+        return pred_x0_flow(model_output, sample, sigma)
+
+
+@dataclass
+class DDIMSampler:
+    """DDIM sampler with log-probs (epsilon prediction) over a diffusion ``alphas_cumprod``."""
+
+    timesteps: torch.Tensor
+    alpha_bar: torch.Tensor
+    alpha_bar_prev: torch.Tensor
+    eta: float = 1.0
+
+    @classmethod
+    def build(cls, alphas_cumprod, num_steps, eta, *, final_alpha_cumprod=None) -> DDIMSampler:
+        sched = ddim_schedule(alphas_cumprod, num_steps, final_alpha_cumprod=final_alpha_cumprod)
+        return cls(sched.timesteps, sched.alpha_bar, sched.alpha_bar_prev, eta)
+
+    @property
+    def num_steps(self) -> int:
+        return self.timesteps.numel()
+
+    def model_timestep(self, step, batch: int) -> torch.Tensor:
+        """Integer DDPM timestep t_i for each sample, shape (B,)."""
+        return self.timesteps[_as_index(step, batch)]
+
+    def step(self, step, model_output, sample, *, prev_sample=None, noise=None, stochastic=True) -> StepOutput:
+        """One DDIM transition; ``stochastic=False`` uses eta = 0 (deterministic DDIM)."""
+        idx = _as_index(step, sample.shape[0])
+        return ddim_step(
+            model_output, sample,
+            self.alpha_bar[idx].to(sample.device), self.alpha_bar_prev[idx].to(sample.device),
+            eta=self.eta if stochastic else 0.0, prev_sample=prev_sample, noise=noise,
+        )
+
+    def pred_x0(self, step, model_output, sample) -> torch.Tensor:
+        """x0 prediction (x - sqrt(1 - abar) eps) / sqrt(abar)."""
+        alpha_bar = self.alpha_bar[_as_index(step, sample.shape[0])].to(sample.device)
+        return pred_x0_ddim(model_output, sample, alpha_bar)

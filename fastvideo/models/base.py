@@ -1,0 +1,342 @@
+"""The ``ModelAdapter`` contract (docs/ARCHITECTURE.md) and what all adapters share.
+
+An adapter hides one model family behind a few calls: encode prompts, the per-sample latent shape,
+one denoiser evaluation (``predict``), decoding, and the blocks FSDP shards. Components (denoiser,
+VAE, text encoders, tokenizers) are loaded lazily through a ``ComponentSource`` so that
+
+- preprocessing loads only the text encoders (never the denoiser or the VAE), and
+- training from a prompt-embedding cache never loads the text encoders.
+
+Conditioning is a dict of batch-first tensors (``cond_batch_keys``); ``select_cond``, ``cat_cond``
+and ``repeat_cond`` index, concatenate and repeat such dicts row-wise.
+"""
+
+from __future__ import annotations
+
+import abc
+import gc
+import os
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+Cond = dict[str, Tensor]
+
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """A local model directory, or a file/subfolder inside it, is missing."""
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """Weight dtype of frozen parts: 'auto' = bf16 on a GPU that supports it, else fp32."""
+    if name == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    if name not in _DTYPES:
+        raise ValueError(f"unknown dtype {name!r}; expected auto, {', '.join(_DTYPES)}")
+    return _DTYPES[name]
+
+
+# --- conditioning dicts ---------------------------------------------------------------------------
+
+
+def select_cond(cond: Cond, index: Tensor | Sequence[int] | slice | int) -> Cond:
+    """Rows ``index`` of every tensor of ``cond`` (an int keeps the batch dim)."""
+    if isinstance(index, int):
+        index = slice(index, index + 1)
+    elif not isinstance(index, slice | Tensor):
+        index = torch.as_tensor(list(index), dtype=torch.long)
+    return {key: value[index.to(value.device) if isinstance(index, Tensor) else index]
+            for key, value in cond.items()}
+
+
+def cat_cond(conds: Sequence[Cond]) -> Cond:
+    """Concatenate conditioning dicts along the batch dim (all must have the same keys)."""
+    if not conds:
+        raise ValueError("cat_cond needs at least one conditioning dict")
+    keys = set(conds[0])
+    for cond in conds[1:]:
+        if set(cond) != keys:
+            raise ValueError(f"conditioning dicts have different keys: {sorted(keys)} vs {sorted(cond)}")
+    return {key: torch.cat([cond[key] for cond in conds]) for key in conds[0]}
+
+
+def repeat_cond(cond: Cond, repeats: int) -> Cond:
+    """Repeat each row ``repeats`` times consecutively (row0, row0, ..., row1, ...): G samples per prompt."""
+    return {key: value.repeat_interleave(repeats, dim=0) for key, value in cond.items()}
+
+
+def cond_to(cond: Cond, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Cond:
+    """Move (and optionally cast floating tensors of) a conditioning dict."""
+    return {key: value.to(device=device, dtype=dtype if value.is_floating_point() else None)
+            for key, value in cond.items()}
+
+
+# --- lazily loaded components ---------------------------------------------------------------------
+
+Loader = Callable[[torch.dtype | None], Any]
+
+
+class ComponentSource:
+    """Builds named components on demand: one loader and one config reader per component name.
+
+    A loader takes the wanted dtype (``None`` = the stored precision; tokenizers ignore it).
+    """
+
+    def __init__(self, loaders: dict[str, Loader], configs: dict[str, Callable[[], dict[str, Any]]],
+                 description: str):
+        self.loaders, self.configs, self.description = loaders, configs, description
+
+    def load(self, name: str, dtype: torch.dtype | None) -> Any:
+        if name not in self.loaders:
+            raise KeyError(f"{self.description} has no component {name!r}")
+        return self.loaders[name](dtype)
+
+    def load_config(self, name: str) -> dict[str, Any]:
+        """A component's configuration without loading its weights."""
+        return dict(self.configs[name]())
+
+
+RequiredFiles = Sequence[tuple[str, Sequence[str]]]
+"""(relative path, patterns): the path must exist; if patterns are given, one must match inside it."""
+
+
+def check_model_dir(path: str | os.PathLike[str] | None, required: RequiredFiles, command: str) -> Path:
+    """Raise ``ModelNotFoundError`` naming the first missing piece of a diffusers directory.
+
+    ``command`` is the download command the message tells the user to run.
+    """
+    hint = f"Download the model with:\n  {command}"
+    if path is None:
+        raise ModelNotFoundError(f"model.path is not set (and model.tiny is false). {hint}")
+    root = Path(path)
+    if not root.is_dir():
+        raise ModelNotFoundError(f"model directory not found: {root}. {hint}")
+    for rel, patterns in required:
+        target = root / rel
+        if not target.exists():
+            kind = "subfolder" if rel.endswith("/") else "file"
+            raise ModelNotFoundError(f"incomplete model directory {root}: missing {kind} '{rel}'. {hint}")
+        if patterns and not any(any(True for _ in target.glob(pattern)) for pattern in patterns):
+            raise ModelNotFoundError(f"incomplete model directory {root}: '{rel}' holds none of "
+                                     f"{list(patterns)}. {hint}")
+    return root
+
+
+def download_command(repo_id: str, path: str | os.PathLike[str] | None, default_dir: str) -> str:
+    """The exact command that fetches ``repo_id`` into the configured (or default) directory."""
+    return f"huggingface-cli download {repo_id} --local-dir {path or default_dir}"
+
+
+MODEL_WEIGHTS = ("*.safetensors", "*.bin")
+
+
+def directory_source(path: str | os.PathLike[str] | None, components: dict[str, tuple[Any, str]],
+                     required: RequiredFiles, command: str) -> ComponentSource:
+    """Check a local diffusers pipeline directory, then load components with ``from_pretrained``.
+
+    ``components`` maps a name to (class, subfolder); the class is a diffusers model, a
+    transformers model or a tokenizer (the dtype goes to models only).
+    """
+    root = str(check_model_dir(path, required, command))
+
+    def loader(cls: Any, subfolder: str) -> Loader:
+        def load(dtype: torch.dtype | None) -> Any:
+            kwargs: dict[str, Any] = {}
+            if dtype is not None and _is_diffusers_model(cls):
+                kwargs["torch_dtype"] = dtype
+            elif dtype is not None and _is_transformers_model(cls):
+                kwargs["dtype"] = dtype
+            return cls.from_pretrained(root, subfolder=subfolder, **kwargs)
+        return load
+
+    def config_reader(cls: Any, subfolder: str) -> Callable[[], dict[str, Any]]:
+        return lambda: dict(cls.load_config(root, subfolder=subfolder))
+
+    loaders = {name: loader(cls, sub) for name, (cls, sub) in components.items()}
+    configs = {name: config_reader(cls, sub) for name, (cls, sub) in components.items()
+               if _is_diffusers_model(cls)}
+    return ComponentSource(loaders, configs, f"model directory {root}")
+
+
+def _is_diffusers_model(cls: Any) -> bool:
+    from diffusers import ModelMixin
+
+    return isinstance(cls, type) and issubclass(cls, ModelMixin)
+
+
+def _is_transformers_model(cls: Any) -> bool:
+    from transformers import PreTrainedModel
+
+    return isinstance(cls, type) and issubclass(cls, PreTrainedModel)
+
+
+def tiny_source(kind: str, seed: int = 0) -> ComponentSource:
+    """Components of the tiny ``kind`` model built in memory (see ``fastvideo.models.tiny``)."""
+    from fastvideo.models.tiny import tiny_builders
+
+    builders = tiny_builders(kind, seed)
+
+    def loader(build: Callable[[], Any]) -> Loader:
+        def load(dtype: torch.dtype | None) -> Any:
+            value = build()
+            if dtype is None or not isinstance(value, nn.Module) or _module_dtype(value) == dtype:
+                return value
+            return value.to(dtype)
+        return load
+
+    def config_reader(build: Callable[[], Any]) -> Callable[[], dict[str, Any]]:
+        return lambda: dict(build().config)
+
+    configs = {name: config_reader(build) for name, build in builders.items()}
+    return ComponentSource({name: loader(b) for name, b in builders.items()}, configs, f"tiny {kind} model")
+
+
+def _module_dtype(module: nn.Module) -> torch.dtype | None:
+    return next((p.dtype for p in module.parameters()), None)
+
+
+def unwrap_module(module: nn.Module) -> nn.Module:
+    """The underlying diffusers model of a PEFT-wrapped module (FSDP2 keeps the class itself)."""
+    base = module.get_base_model() if hasattr(module, "get_base_model") else module
+    return base
+
+
+# --- the adapter ----------------------------------------------------------------------------------
+
+
+class ModelAdapter(abc.ABC):
+    """One model family behind the interface the rollout and trainer use (see docs/ARCHITECTURE.md).
+
+    Subclasses set the class attributes and implement the abstract methods; loading is lazy and
+    goes through ``component(name)``.
+    """
+
+    name: str = ""
+    paradigm: str = ""  # "flow" or "diffusion"
+    default_lora_targets: list[str] = []
+    cond_batch_keys: tuple[str, ...] = ()
+    """Keys of the dict ``encode_prompts`` returns (all batch-first)."""
+    pipeline_class_name: str = ""
+    """diffusers pipeline class of the exported model (model_index.json)."""
+    transformer_subfolder: str = "transformer"
+    """Subfolder of the denoiser in a diffusers pipeline directory."""
+    text_component_names: tuple[str, ...] = ()
+    """Text encoders and tokenizers: loaded only by ``load_text_encoders``/``encode_prompts``."""
+
+    def __init__(self, source: ComponentSource, model_cfg: Any, device: torch.device):
+        self.source = source
+        self.model_cfg = model_cfg
+        self.device = torch.device(device)
+        self.dtype: torch.dtype = resolve_dtype(getattr(model_cfg, "dtype", "auto"), self.device)
+        """Weight dtype of the frozen parts (VAE, text encoders)."""
+        self._components: dict[str, Any] = {}
+        self._transformer: nn.Module | None = None
+
+    # components -------------------------------------------------------------------------------
+    def component(self, name: str) -> Any:
+        """A component, loaded (to ``self.device`` in ``self.dtype``, frozen, eval) on first use."""
+        if name not in self._components:
+            value = self.source.load(name, None if name == self.transformer_subfolder else self.dtype)
+            if isinstance(value, nn.Module):
+                value = value.to(self.device).eval().requires_grad_(False)
+            self._components[name] = value
+        return self._components[name]
+
+    def loaded_components(self) -> set[str]:
+        """Names of the components currently held in memory."""
+        return set(self._components) | ({self.transformer_subfolder} if self._transformer is not None else set())
+
+    @property
+    def transformer(self) -> nn.Module:
+        """The denoiser GRPO trains (fp32 master weights, train mode left to the trainer)."""
+        if self._transformer is None:
+            module = self.source.load(self.transformer_subfolder, torch.float32)
+            self._transformer = module.to(self.device)
+            self._on_transformer_loaded(unwrap_module(self._transformer))
+        return self._transformer
+
+    @transformer.setter
+    def transformer(self, module: nn.Module) -> None:
+        """Replace the denoiser (e.g. by its FSDP/PEFT-wrapped version)."""
+        self._transformer = module
+
+    def _on_transformer_loaded(self, module: nn.Module) -> None:
+        """Hook: read what predict needs from the denoiser's config (before any wrapping)."""
+        return None
+
+    def load_text_encoders(self) -> None:
+        """Load the text encoders and tokenizers now (``encode_prompts`` would load them anyway)."""
+        for name in self.text_component_names:
+            self.component(name)
+
+    def free_text_encoders(self) -> None:
+        """Drop the text encoders and tokenizers (what they computed, e.g. the empty prompt, stays)."""
+        for name in self.text_component_names:
+            self._components.pop(name, None)
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    # prompt-independent tensors stored in the embedding cache -------------------------------
+    def cache_extras(self) -> dict[str, Tensor]:
+        """Prompt-independent tensors the cache stores beside the prompts (SD: the empty prompt)."""
+        return {}
+
+    def load_cache_extras(self, extras: dict[str, Tensor]) -> None:
+        """Take back what ``cache_extras`` returned when the cache was written."""
+        return None
+
+    # export -----------------------------------------------------------------------------------
+    def save_transformer(self, module_or_state_dict: nn.Module | dict[str, Tensor],
+                         out_dir: str | os.PathLike[str]) -> Path:
+        """Write the denoiser in diffusers format (config.json + safetensors) to ``out_dir``.
+
+        Accepts the module itself, or a full (unsharded, unwrapped) state dict, which is loaded
+        into a fresh instance of the denoiser's diffusers class first.
+        """
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        if isinstance(module_or_state_dict, nn.Module):
+            module = unwrap_module(module_or_state_dict)
+        else:
+            reference = unwrap_module(self.transformer)
+            with torch.device("meta"):
+                module = type(reference).from_config(reference.config)
+            module.load_state_dict(module_or_state_dict, assign=True, strict=True)
+        if not hasattr(module, "save_pretrained"):
+            raise TypeError(f"{type(module).__name__} is not a diffusers model (no save_pretrained)")
+        module.save_pretrained(out, safe_serialization=True)
+        return out
+
+    # the contract -----------------------------------------------------------------------------
+    @abc.abstractmethod
+    def encode_prompts(self, prompts: list[str]) -> Cond:
+        """Batch-first conditioning tensors (keys ``cond_batch_keys``) in ``self.dtype``."""
+
+    @abc.abstractmethod
+    def latent_shape(self) -> tuple[int, ...]:
+        """Per-sample latent shape, from the configured height/width (and frames)."""
+
+    @abc.abstractmethod
+    def predict(self, latents: Tensor, timestep: Tensor, cond: Cond) -> Tensor:
+        """Denoiser output (fp32), same shape as ``latents``; CFG happens inside."""
+
+    @abc.abstractmethod
+    def decode(self, latents: Tensor) -> Tensor:
+        """(B, 3, H, W) images in [0, 1], fp32, without gradient."""
+
+    @abc.abstractmethod
+    def transformer_blocks(self) -> list[nn.Module]:
+        """Sub-modules FSDP2 shards one by one (and activation checkpointing wraps)."""
+
+
+def linear_module_names(module: nn.Module) -> Iterable[str]:
+    """Qualified names of all ``nn.Linear`` sub-modules (to check LoRA target names)."""
+    return (name for name, sub in module.named_modules() if isinstance(sub, nn.Linear))

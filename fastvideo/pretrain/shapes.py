@@ -1,0 +1,147 @@
+"""CLI: pretrain the shapes-world pipelines.
+
+    python -m fastvideo.pretrain.shapes --stage {vae,flux,sd,all} --output_dir assets/shapes [--steps N] [--smoke]
+
+Stages: ``vae`` (AutoencoderKL + latent factors, saved to ``<work_dir>/vae``), ``flux`` and ``sd`` (need
+the VAE; write ``<output_dir>/flux`` / ``<output_dir>/sd`` and periodic pipeline snapshots
+``<work_dir>/<model>/step_XXXXXX``). Training resumes from ``<work_dir>/<stage>/state.pt`` unless
+``--fresh``. ``--ship flux:3000`` copies a snapshot into ``<output_dir>/flux`` instead of training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL
+
+from fastvideo.pretrain.common import StageOptions
+from fastvideo.pretrain.components import FULL, SMOKE, ModelSizes, build_clip_tokenizer, build_t5_tokenizer
+from fastvideo.pretrain.train_flux import flux_sampling_kwargs, save_flux_pipeline, train_flux
+from fastvideo.pretrain.train_sd import save_sd_pipeline, sd_sampling_kwargs, sd_vae, train_sd
+from fastvideo.pretrain.train_vae import train_vae
+from fastvideo.shapes.grammar import vocabulary
+
+logger = logging.getLogger("fastvideo.pretrain")
+
+DEFAULTS: dict[str, StageOptions] = {
+    "vae": StageOptions(steps=1500, batch_size=16, lr=5e-4, warmup=100, ema_decay=0.995),
+    "flux": StageOptions(steps=3000, batch_size=32, lr=5e-4, warmup=200, ema_decay=0.998),
+    "sd": StageOptions(steps=1200, batch_size=32, lr=3e-4, warmup=100, ema_decay=0.998),
+}
+
+
+def stage_options(stage: str, args: argparse.Namespace) -> StageOptions:
+    """Defaults for ``stage`` with the CLI's overrides (smoke: 2 steps of batch 4)."""
+    options = StageOptions(**{**DEFAULTS[stage].__dict__})
+    if args.smoke:
+        options.steps, options.batch_size, options.warmup, options.log_every = 2, 4, 1, 1
+    if args.steps is not None:
+        options.steps = args.steps
+    if args.batch_size is not None:
+        options.batch_size = args.batch_size
+    if args.lr is not None:
+        options.lr = args.lr
+    options.checkpoint_every = args.checkpoint_every or options.checkpoint_every
+    options.seed = args.seed
+    return options
+
+
+def tokenizers():
+    words = vocabulary()
+    return build_clip_tokenizer(words), build_t5_tokenizer(words)
+
+
+def load_vae(work_dir: Path) -> tuple[AutoencoderKL, dict]:
+    directory = work_dir / "vae"
+    if not (directory / "model").exists():
+        raise FileNotFoundError(f"no trained VAE in {directory}: run --stage vae first")
+    stats = json.loads((directory / "stats.json").read_text())
+    return AutoencoderKL.from_pretrained(directory / "model").float(), stats
+
+
+def write_sampling_json(directory: Path, kwargs: dict, extra: dict) -> None:
+    """Record the settings the model was trained for next to the pipeline (diffusers ignores the file)."""
+    (directory / "pretrain.json").write_text(json.dumps({"sampling": kwargs, **extra}, indent=2))
+
+
+def run_stage(stage: str, args: argparse.Namespace, sizes: ModelSizes) -> None:
+    work_dir, output_dir = Path(args.work_dir), Path(args.output_dir)
+    options = stage_options(stage, args)
+    if args.fresh and (work_dir / stage).exists():
+        shutil.rmtree(work_dir / stage)
+    if stage == "vae":
+        train_vae(sizes, options, work_dir)
+        return
+    vae, stats = load_vae(work_dir)
+    extra = {"seed": args.seed, "steps": options.steps, "batch_size": options.batch_size, "lr": options.lr,
+             "vae_stats": stats}
+    if stage == "flux":
+        toks = tokenizers()
+        bundle = train_flux(sizes, options, work_dir, vae, toks)
+        save_flux_pipeline(bundle, vae, toks, output_dir / "flux")
+        write_sampling_json(output_dir / "flux", flux_sampling_kwargs(), extra)
+    else:
+        clip_tokenizer = tokenizers()[0]
+        vae = sd_vae(vae, stats["sd_scaling_factor"])
+        bundle = train_sd(sizes, options, work_dir, vae, clip_tokenizer)
+        save_sd_pipeline(bundle, vae, clip_tokenizer, output_dir / "sd")
+        write_sampling_json(output_dir / "sd", sd_sampling_kwargs(), extra)
+
+
+def ship_snapshot(spec: str, work_dir: Path, output_dir: Path) -> Path:
+    """Copy ``<work_dir>/<model>/step_<N>`` (spec "model:N") to ``<output_dir>/<model>``.
+
+    The target's ``pretrain.json`` is carried over with its step count updated; a stale ``eval.json``
+    (it described another checkpoint) is dropped.
+    """
+    model, step = spec.split(":")
+    source = work_dir / model / f"step_{int(step):06d}"
+    target = output_dir / model
+    info_path = target / "pretrain.json"
+    info = json.loads(info_path.read_text()) if info_path.exists() else {}
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(source, target)
+    info["steps"] = int(step)
+    info_path.write_text(json.dumps(info, indent=2))
+    logger.info("shipped %s -> %s", source, target)
+    return target
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stage", choices=["vae", "flux", "sd", "all"], default="all")
+    parser.add_argument("--output_dir", default="assets/shapes")
+    parser.add_argument("--work_dir", default="outputs/pretrain_shapes", help="states and snapshots")
+    parser.add_argument("--steps", type=int, default=None, help="override every selected stage's steps")
+    parser.add_argument("--batch_size", type=int, default=None)
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--checkpoint_every", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    parser.add_argument("--smoke", action="store_true", help="tiny models, 2 steps: a plumbing check")
+    parser.add_argument("--fresh", action="store_true", help="ignore saved training state")
+    parser.add_argument("--ship", default=None, help="model:step - copy that snapshot to output_dir, no training")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(args.threads)
+    if args.ship:
+        ship_snapshot(args.ship, Path(args.work_dir), Path(args.output_dir))
+        return
+    sizes = SMOKE if args.smoke else FULL
+    stages = ["vae", "flux", "sd"] if args.stage == "all" else [args.stage]
+    for stage in stages:
+        run_stage(stage, args, sizes)
+
+
+if __name__ == "__main__":
+    main()

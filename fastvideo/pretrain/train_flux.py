@@ -1,0 +1,118 @@
+"""Stage 2: FLUX (rectified flow) on the VAE latents, text encoders trained jointly.
+
+x_t = (1 - t) x0 + t eps, target v = eps - x0, timestep = t in [0, 1] (FLUX multiplies by 1000
+inside), t drawn from a logit-normal pushed through the same shift (3) the sampler uses, so training
+effort matches where a 16-25 step shifted Euler sampler spends its steps. The guidance embedding is
+fed the constant ``FLUX_GUIDANCE``; there is no CFG branch.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, FluxPipeline
+from transformers import CLIPTokenizer, T5Tokenizer
+
+from fastvideo.pretrain.common import EMA, LossLog, StageOptions, load_state, make_optimizer, optimizer_step, save_state
+from fastvideo.pretrain.components import (
+    FLUX_GUIDANCE,
+    FLUX_SHIFT,
+    IMAGE_SIZE,
+    T5_MAX_LENGTH,
+    ModelSizes,
+    build_clip_text_encoder,
+    build_flow_scheduler,
+    build_flux_transformer,
+    build_t5_encoder,
+)
+from fastvideo.pretrain.data import scene_batch, step_generator
+from fastvideo.pretrain.text import flux_text
+
+
+class FluxBundle(torch.nn.Module):
+    """Everything FLUX training updates: transformer and both text encoders (one optimiser, one EMA)."""
+
+    def __init__(self, sizes: ModelSizes, clip_tokenizer: CLIPTokenizer, t5_tokenizer: T5Tokenizer):
+        super().__init__()
+        self.transformer = build_flux_transformer(sizes)
+        self.clip = build_clip_text_encoder(sizes, clip_tokenizer)
+        self.t5 = build_t5_encoder(sizes, t5_tokenizer)
+
+
+def sample_flow_time(batch: int, generator: torch.Generator, shift: float = FLUX_SHIFT) -> torch.Tensor:
+    """Logit-normal(0, 1) times mapped through the SD3 shift s*u / (1 + (s - 1) u)."""
+    u = torch.sigmoid(torch.randn(batch, generator=generator))
+    return shift * u / (1.0 + (shift - 1.0) * u)
+
+
+@torch.no_grad()
+def flux_latents(vae: AutoencoderKL, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Posterior sample normalised as FluxPipeline expects: (z - shift_factor) * scaling_factor."""
+    z = vae.encode(images).latent_dist.sample(generator)
+    return (z - vae.config.shift_factor) * vae.config.scaling_factor
+
+
+def flux_loss(bundle: FluxBundle, tokenizers: tuple[CLIPTokenizer, T5Tokenizer], x0: torch.Tensor,
+              prompts: list[str], generator: torch.Generator) -> torch.Tensor:
+    """Flow-matching MSE in FLUX's packed token space."""
+    batch, channels, height, width = x0.shape
+    t = sample_flow_time(batch, generator)
+    noise = torch.randn(x0.shape, generator=generator)
+    xt = (1.0 - t.view(-1, 1, 1, 1)) * x0 + t.view(-1, 1, 1, 1) * noise
+    pooled, sequence = flux_text(bundle.clip, tokenizers[0], bundle.t5, tokenizers[1], prompts)
+    img_ids = FluxPipeline._prepare_latent_image_ids(batch, height // 2, width // 2, x0.device, x0.dtype)
+    txt_ids = torch.zeros(sequence.shape[1], 3)
+    prediction = bundle.transformer(
+        hidden_states=FluxPipeline._pack_latents(xt, batch, channels, height, width),
+        timestep=t, guidance=torch.full((batch,), FLUX_GUIDANCE), pooled_projections=pooled,
+        encoder_hidden_states=sequence, txt_ids=txt_ids, img_ids=img_ids, return_dict=False,
+    )[0]
+    target = FluxPipeline._pack_latents(noise - x0, batch, channels, height, width)
+    return (prediction - target).square().mean()
+
+
+def train_flux(sizes: ModelSizes, options: StageOptions, work_dir: Path, vae: AutoencoderKL,
+               tokenizers: tuple[CLIPTokenizer, T5Tokenizer]) -> FluxBundle:
+    """Train (or resume) FLUX; writes pipeline snapshots to work_dir/flux/step_XXXXXX; returns the EMA."""
+    torch.manual_seed(options.seed)
+    bundle = FluxBundle(sizes, *tokenizers).train()
+    ema = EMA(bundle, options.ema_decay)
+    optimizer = make_optimizer(bundle, options)
+    state_path = work_dir / "flux" / "state.pt"
+    start = load_state(state_path, bundle, ema, optimizer)
+    vae = vae.eval().requires_grad_(False)
+    log = LossLog("flux", options.steps, start, options.log_every)
+    for step in range(start, options.steps):
+        prompts, images = scene_batch(options.batch_size, options.seed, step, IMAGE_SIZE)
+        generator = step_generator(options.seed, step, purpose=1)
+        loss = flux_loss(bundle, tokenizers, flux_latents(vae, images, generator), prompts, generator)
+        loss.backward()
+        grad_norm = optimizer_step(bundle, optimizer, step, options)
+        ema.update(bundle)
+        log.add(step, loss=loss.item(), grad_norm=grad_norm)
+        if (step + 1) % options.checkpoint_every == 0 or step + 1 == options.steps:
+            save_state(state_path, step + 1, bundle, ema, optimizer)
+            save_flux_pipeline(ema.shadow, vae, tokenizers, work_dir / "flux" / f"step_{step + 1:06d}")
+    log.close()
+    return ema.shadow
+
+
+def save_flux_pipeline(bundle: FluxBundle, vae: AutoencoderKL, tokenizers: tuple[CLIPTokenizer, T5Tokenizer],
+                       directory: Path, dtype: torch.dtype = torch.float16) -> None:
+    """A stock FluxPipeline directory (safetensors); diffusers models stored in ``dtype`` (they load as
+    fp32 by default), text encoders in fp32 (transformers keeps the stored dtype)."""
+    pipe = FluxPipeline(
+        scheduler=build_flow_scheduler(), vae=copy.deepcopy(vae).to(dtype),
+        text_encoder=copy.deepcopy(bundle.clip).float(), tokenizer=tokenizers[0],
+        text_encoder_2=copy.deepcopy(bundle.t5).float(), tokenizer_2=tokenizers[1],
+        transformer=copy.deepcopy(bundle.transformer).to(dtype),
+    )
+    pipe.save_pretrained(directory, safe_serialization=True)
+
+
+def flux_sampling_kwargs() -> dict:
+    """The settings FluxPipeline needs to sample what training taught (64x64, T5 length 16)."""
+    return {"height": IMAGE_SIZE, "width": IMAGE_SIZE, "guidance_scale": FLUX_GUIDANCE,
+            "max_sequence_length": T5_MAX_LENGTH}

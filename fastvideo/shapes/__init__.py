@@ -1,0 +1,1 @@
+"""The procedural shapes world: caption grammar, scene renderer and rule-based verifier."""

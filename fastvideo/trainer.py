@@ -1,0 +1,331 @@
+"""The one GRPO trainer. It never names a model or a reward: those come from the adapter and
+reward registries chosen by the config.
+
+One iteration: prompts -> batched rollout (G samples per prompt) -> decode -> score in memory ->
+gather rewards over ranks -> group advantages -> micro-batched recomputation of each sample's
+trained steps -> clipped loss -> grad-norm clip -> AdamW step -> LR schedule (-> EMA).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from fastvideo.config import Config, config_to_dict, save_config
+from fastvideo.distributed import (
+    DistEnv, all_gather_cat, autocast, enable_gradient_checkpointing, init_distributed, shard_model,
+)
+from fastvideo.grpo.advantage import PerPromptStatTracker, group_advantages
+from fastvideo.grpo.rollout import initial_noise, make_sample_ids, rollout, train_step_subsets
+from fastvideo.grpo.sampler import DDIMSampler, FlowSampler
+from fastvideo.training.data import PromptSource, iteration_prompts
+from fastvideo.training.metrics import MetricsLogger, save_grid
+from fastvideo.training.optim import EMA, build_lr_scheduler, build_optimizer
+from fastvideo.training.update import UpdateSettings, run_update
+
+logger = logging.getLogger("fastvideo")
+
+
+class NonFiniteRewardError(RuntimeError):
+    """A reward was NaN or infinite and rewards.nan_policy is 'error'."""
+
+
+def build_sampler(cfg: Config, adapter):
+    """FlowSampler for rectified-flow adapters, DDIMSampler for diffusion adapters."""
+    s = cfg.sampler
+    if adapter.paradigm == "flow":
+        return FlowSampler.build(s.num_steps, s.shift, s.sde_type, s.eta)
+    if adapter.paradigm == "diffusion":
+        return DDIMSampler.build(adapter.alphas_cumprod, s.num_steps, s.eta,
+                                 final_alpha_cumprod=adapter.final_alpha_cumprod)
+    raise ValueError(f"unknown paradigm {adapter.paradigm!r} of adapter {type(adapter).__name__}")
+
+
+class GRPOTrainer:
+    """Builds everything from a ``Config`` and runs ``train()``; components can be injected for tests."""
+
+    def __init__(self, cfg: Config, env: DistEnv | None = None, adapter=None, rewards=None):
+        self.cfg = cfg
+        self.env = env or init_distributed()
+        self.run_dir = Path(cfg.output_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.env.is_main:
+            save_config(cfg, self.run_dir / "config.yaml")
+        torch.manual_seed(cfg.train.seed)
+        self.adapter = adapter if adapter is not None else _build_adapter(cfg, self.env)
+        self.sampler = build_sampler(cfg, self.adapter)
+        self.data = PromptSource(cfg, self.adapter, self.env.device)
+        self.model = self._prepare_model()
+        self.optimizer = build_optimizer(self.model, cfg.train)
+        total_updates = cfg.train.max_iterations * cfg.train.updates_per_iteration
+        self.lr_scheduler = build_lr_scheduler(self.optimizer, cfg.train, total_updates)
+        self.ema = EMA(self.model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
+        self.rewards = rewards if rewards is not None else _build_rewards(cfg, self.env)
+        self.tracker = PerPromptStatTracker() if cfg.grpo.per_prompt_stat_tracking else None
+        from fastvideo.checkpoint import Checkpointer
+
+        self.checkpointer = Checkpointer(self.run_dir / "checkpoints", self.env, cfg.checkpoint.keep_last)
+        self.metrics = MetricsLogger(self.run_dir, enabled=self.env.is_main, use_wandb=cfg.logging.wandb,
+                                     wandb_project=cfg.logging.wandb_project, config=config_to_dict(cfg))
+        self.iteration = 0
+        self._maybe_resume()
+
+    # ----------------------------------------------------------------- setup
+    def _prepare_model(self):
+        cfg, model = self.cfg, self.adapter.transformer
+        self._reference = None
+        if cfg.model.lora_rank > 0:
+            from fastvideo.training.lora import add_lora
+
+            add_lora(model, cfg.model, self.adapter.default_lora_targets)
+        else:
+            model.requires_grad_(True)
+            if cfg.grpo.kl_coef > 0:
+                self._reference = copy.deepcopy(model).requires_grad_(False)
+        if cfg.model.gradient_checkpointing:
+            enable_gradient_checkpointing(model)
+        model.train()
+        if self.env.distributed and cfg.train.fsdp:
+            blocks = self.adapter.transformer_blocks()
+            shard_model(model, blocks, self.env, cfg.train.mixed_precision)
+            if self._reference is not None:
+                ref_blocks = [m for m in self._reference.modules() if type(m) in {type(b) for b in blocks}]
+                shard_model(self._reference, ref_blocks, self.env, cfg.train.mixed_precision)
+        return model
+
+    def _maybe_resume(self) -> None:
+        path = self.checkpointer.resolve(self.cfg.checkpoint.resume)
+        if path is None:
+            if self.cfg.checkpoint.resume == "auto":
+                logger.info("resume=auto: no checkpoint in %s, starting fresh", self.checkpointer.root)
+            return
+        state = self.checkpointer.load(path, self.model, self.optimizer,
+                                       ema=self.ema.state_dict() if self.ema else None)
+        self.iteration = int(state["iteration"])
+        self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+        if self.tracker is not None and state.get("tracker") is not None:
+            self.tracker.load_state_dict(state["tracker"])
+        self.metrics.truncate_after(self.iteration - 1)
+        logger.info("resumed from %s at iteration %d", path, self.iteration)
+
+    def save_checkpoint(self) -> Path:
+        state = {"iteration": self.iteration, "lr_scheduler": self.lr_scheduler.state_dict(),
+                 "tracker": self.tracker.state_dict() if self.tracker else None}
+        return self.checkpointer.save(self.iteration, self.model, self.optimizer,
+                                      ema=self.ema.state_dict() if self.ema else None, trainer_state=state)
+
+    # ----------------------------------------------------------------- model calls
+    def _predict(self, latents, timesteps, cond, rows, module=None):
+        from fastvideo.models.base import select_cond
+
+        with autocast(self.env.device, self.cfg.train.mixed_precision), self._use_module(module):
+            return self.adapter.predict(latents, timesteps.to(latents.device), select_cond(cond, rows))
+
+    @contextmanager
+    def _use_module(self, module):
+        """Temporarily let the adapter call ``module`` (the reference policy) instead of the policy."""
+        if module is None:
+            yield
+            return
+        policy, self.adapter.transformer = self.adapter.transformer, module
+        try:
+            yield
+        finally:
+            self.adapter.transformer = policy
+
+    def _reference_predict(self, cond, ids):
+        if self.cfg.grpo.kl_coef <= 0:
+            return None
+        if self._reference is not None:
+            return lambda x, t, rows: self._predict(x, t, cond, ids.local_prompt[rows], self._reference)
+
+        def lora_disabled(x, t, rows):
+            self.model.disable_adapters()
+            try:
+                return self._predict(x, t, cond, ids.local_prompt[rows])
+            finally:
+                self.model.enable_adapters()
+
+        return lora_disabled
+
+    # ----------------------------------------------------------------- one iteration
+    def train_iteration(self) -> dict:
+        cfg, env, it = self.cfg, self.env, self.iteration
+        g, p = cfg.grpo.group_size, cfg.train.prompts_per_iteration
+        timer = _Timer()
+        positions = list(range(env.rank * p, (env.rank + 1) * p))
+        batch_prompts = iteration_prompts(len(self.data), it, p * env.world_size, cfg.train.seed)
+        my_prompts = [batch_prompts[q] for q in positions]
+        cond = self.data.conditioning(my_prompts)
+        ids = make_sample_ids(positions, g)
+        steps = train_step_subsets(ids, self.sampler.num_steps, cfg.grpo.timestep_fraction,
+                                   seed=cfg.train.seed, iteration=it)
+        init = initial_noise(self.adapter.latent_shape(), ids, seed=cfg.train.seed, iteration=it,
+                             same_in_group=cfg.sampler.init_same_noise, device=env.device)
+        with timer("rollout"):
+            ro = rollout(lambda x, t, rows: self._predict(x, t, cond, rows), self.sampler, init, ids, steps,
+                         seed=cfg.train.seed, iteration=it, batch_size=cfg.train.rollout_batch_size)
+        with timer("decode"):
+            images = self.decode(ro.final_latents)
+        texts = [self.data.prompts[my_prompts[j]] for j in ids.local_prompt.tolist()]
+        with timer("reward"):
+            total, breakdown = self.rewards(images, texts)
+        all_total = all_gather_cat(total.float().to(env.device)).cpu()
+        all_parts = {k: all_gather_cat(v.float().to(env.device)).cpu() for k, v in breakdown.items()}
+        metrics = _reward_metrics(all_total, all_parts)
+        if not torch.isfinite(all_total).all():
+            self._handle_nonfinite(all_total)
+            metrics["skipped"] = 1.0
+        else:
+            all_texts = [self.data.prompts[batch_prompts[q]] for q in range(p * env.world_size) for _ in range(g)]
+            adv_all = self.advantages(all_total, all_parts, all_texts)
+            adv = adv_all[env.rank * len(total):(env.rank + 1) * len(total)]
+            with timer("train"):
+                metrics.update(self._update(ro, adv, cond, ids))
+        metrics.update(timer.as_metrics())
+        metrics["lr"] = self.lr_scheduler.get_last_lr()[0]
+        return metrics
+
+    def _update(self, ro, adv, cond, ids) -> dict:
+        settings = UpdateSettings(self.cfg.grpo.clip_range, self.cfg.train.train_batch_size,
+                                  self.cfg.train.updates_per_iteration, self.cfg.train.max_grad_norm,
+                                  self.cfg.grpo.kl_coef)
+        sync = None
+        if hasattr(self.model, "set_requires_gradient_sync"):
+            def sync(last):
+                self.model.set_requires_gradient_sync(last)
+                return _Null()
+        return run_update(ro, adv, lambda x, t, rows: self._predict(x, t, cond, ids.local_prompt[rows]),
+                          self.sampler, self.model, self.optimizer, self.lr_scheduler, settings,
+                          reference_predict=self._reference_predict(cond, ids),
+                          on_step=(lambda: self.ema.update(self.model)) if self.ema else None,
+                          sync_context=sync)
+
+    def advantages(self, total, parts, texts) -> torch.Tensor:
+        """Group-normalised advantages of the gathered rewards (whole global batch, rank order)."""
+        g = self.cfg.grpo
+        if self.tracker is not None:
+            adv = self.tracker.update(texts, total)
+            return adv.clamp(-g.adv_clip_max, g.adv_clip_max)
+        if self.cfg.rewards.aggregation == "advantage" and len(parts) > 1:
+            from fastvideo.grpo.advantage import aggregate_advantages
+
+            weights = {k: w for k, w in zip(parts, [t.weight for t in self.cfg.rewards.terms])}
+            return aggregate_advantages(parts, weights, g.group_size, clip=g.adv_clip_max, scope=g.advantage_scope)
+        return group_advantages(total, g.group_size, clip=g.adv_clip_max, scope=g.advantage_scope)
+
+    def _handle_nonfinite(self, rewards) -> None:
+        bad = int((~torch.isfinite(rewards)).sum())
+        msg = f"iteration {self.iteration}: {bad} non-finite reward(s)"
+        if self.cfg.rewards.nan_policy == "error":
+            raise NonFiniteRewardError(msg + " (rewards.nan_policy=error)")
+        logger.warning("%s: update skipped (set rewards.nan_policy=error to stop instead)", msg)
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        bs = self.cfg.train.rollout_batch_size or len(latents)
+        return torch.cat([self.adapter.decode(chunk).float() for chunk in latents.split(bs)])
+
+    # ----------------------------------------------------------------- loop
+    def train(self) -> list[dict]:
+        cfg, history = self.cfg, []
+        bar = tqdm(total=cfg.train.max_iterations, initial=self.iteration, desc="GRPO",
+                   disable=not (self.env.is_main and cfg.logging.progress_bar), dynamic_ncols=True)
+        while self.iteration < cfg.train.max_iterations:
+            start = time.perf_counter()
+            metrics = self.train_iteration()
+            metrics["sec_per_iteration"] = time.perf_counter() - start
+            history.append(metrics)
+            if self.iteration % cfg.logging.log_every == 0:
+                self.metrics.log(self.iteration, metrics)
+            self.iteration += 1
+            bar.update(1)
+            bar.set_postfix(reward=f"{metrics['reward_mean']:.4f}", loss=f"{metrics.get('loss', math.nan):.2e}")
+            self._periodic()
+        bar.close()
+        if cfg.checkpoint.export_at_end:
+            from fastvideo.export import export_trained
+
+            export_trained(self, self.run_dir / "export")
+        self.metrics.close()
+        return history
+
+    def _periodic(self) -> None:
+        cfg, it = self.cfg, self.iteration
+        every = cfg.checkpoint.every
+        if (every and it % every == 0) or it == cfg.train.max_iterations:
+            self.save_checkpoint()
+        if cfg.logging.validation_every and (it % cfg.logging.validation_every == 0):
+            self.validate()
+
+    @torch.no_grad()
+    def validate(self, texts: list[str] | None = None, seed: int = 1234) -> Path | None:
+        """ODE samples of the validation prompts with fixed seeds, saved as an image grid."""
+        texts = texts or list(self.cfg.data.validation_prompts) or self.data.prompts[:4]
+        cond = self.data.conditioning_for_texts(texts)
+        ids = make_sample_ids(range(len(texts)), 1)
+        init = initial_noise(self.adapter.latent_shape(), ids, seed=seed, iteration=0, same_in_group=True,
+                             device=self.env.device)
+        empty = torch.zeros(len(texts), 0, dtype=torch.long)
+        ro = rollout(lambda x, t, rows: self._predict(x, t, cond, rows), self.sampler, init, ids, empty,
+                     seed=seed, iteration=0, stochastic_steps=set())
+        images = self.decode(ro.final_latents)
+        if not self.env.is_main:
+            return None
+        path = save_grid(images, 1, self.run_dir / "samples" / f"iter-{self.iteration:06d}.png")
+        self.metrics.log_image(self.iteration, "validation", path)
+        return path
+
+
+def _reward_metrics(total: torch.Tensor, parts: dict[str, torch.Tensor]) -> dict:
+    out = {"reward_mean": float(total.float().nanmean()), "reward_std": float(total.float().std())}
+    for name, values in parts.items():
+        out[f"reward/{name}_mean"] = float(values.float().nanmean())
+        out[f"reward/{name}_std"] = float(values.float().std())
+    return out
+
+
+def _build_adapter(cfg: Config, env: DistEnv):
+    from fastvideo.models import build_adapter
+
+    return build_adapter(cfg.model, env.device)
+
+
+def _build_rewards(cfg: Config, env: DistEnv):
+    from fastvideo.rewards import RewardSet
+
+    device = env.device if cfg.rewards.device == "auto" else torch.device(cfg.rewards.device)
+    return RewardSet.from_config(cfg.rewards, device=device)
+
+
+class _Timer:
+    """Accumulates wall-clock seconds per named phase."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+    def as_metrics(self) -> dict[str, float]:
+        return {f"time/{k}": v for k, v in self.seconds.items()}
+
+
+class _Null:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False

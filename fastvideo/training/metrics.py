@@ -1,0 +1,92 @@
+"""Run logging: a metrics JSONL always, Weights & Biases when configured, image grids as PNG."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+logger = logging.getLogger("fastvideo")
+
+
+def _to_python(value):
+    if isinstance(value, torch.Tensor):
+        value = value.detach().float()
+        value = value.item() if value.numel() == 1 else value.tolist()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+class MetricsLogger:
+    """Appends one JSON object per logged iteration to ``<run>/metrics.jsonl`` (rank 0 only)."""
+
+    def __init__(self, run_dir: str | Path, *, enabled: bool, use_wandb: bool = False,
+                 wandb_project: str = "dancegrpo", config: dict | None = None):
+        self.enabled = enabled
+        self.path = Path(run_dir) / "metrics.jsonl"
+        self.wandb = None
+        if enabled and use_wandb:
+            self.wandb = _init_wandb(run_dir, wandb_project, config)
+
+    def log(self, step: int, metrics: dict) -> None:
+        if not self.enabled:
+            return
+        record = {"iteration": step, **{k: _to_python(v) for k, v in metrics.items()}}
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.wandb is not None:
+            self.wandb.log({k: v for k, v in record.items() if isinstance(v, (int, float))}, step=step)
+
+    def log_image(self, step: int, key: str, path: str | Path) -> None:
+        if self.enabled and self.wandb is not None:
+            import wandb
+
+            self.wandb.log({key: wandb.Image(str(path))}, step=step)
+
+    def truncate_after(self, step: int) -> None:
+        """On resume, drop records logged after the checkpoint (they will be logged again)."""
+        if not self.enabled or not self.path.exists():
+            return
+        kept = [line for line in self.path.read_text().splitlines() if json.loads(line)["iteration"] <= step]
+        self.path.write_text("".join(line + "\n" for line in kept))
+
+    def close(self) -> None:
+        if self.wandb is not None:
+            self.wandb.finish()
+
+
+def _init_wandb(run_dir, project, config):
+    try:
+        import wandb
+    except ImportError as err:
+        raise ImportError("logging.wandb=true needs wandb: pip install -e .[log]") from err
+    if not os.environ.get("WANDB_API_KEY") and os.environ.get("WANDB_MODE") is None:
+        os.environ["WANDB_MODE"] = "offline"
+        logger.info("no WANDB_API_KEY: wandb runs offline (sync later with `wandb sync`)")
+    return wandb.init(project=project, dir=str(run_dir), config=config)
+
+
+def image_grid(images: torch.Tensor, rows: int) -> Image.Image:
+    """Tile (N, 3, H, W) images in [0, 1] into a grid of ``rows`` rows (row-major)."""
+    n, _, h, w = images.shape
+    cols = math.ceil(n / rows)
+    canvas = np.full((rows * h, cols * w, 3), 255, dtype=np.uint8)
+    pixels = (images.clamp(0, 1).permute(0, 2, 3, 1).float().cpu().numpy() * 255).round().astype(np.uint8)
+    for i in range(n):
+        r, c = divmod(i, cols)
+        canvas[r * h:(r + 1) * h, c * w:(c + 1) * w] = pixels[i]
+    return Image.fromarray(canvas)
+
+
+def save_grid(images: torch.Tensor, rows: int, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image_grid(images, rows).save(path)
+    return path

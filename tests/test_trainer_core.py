@@ -1,0 +1,201 @@
+"""Model-agnostic trainer invariants on the toy adapter (fast, no diffusers)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from fastvideo.grpo.rollout import initial_noise, make_sample_ids, rollout, train_step_subsets
+from fastvideo.training.update import UpdateSettings, run_update
+from tests.trainer_utils import toy_config, toy_trainer
+
+
+def _params(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("paradigm", ["flow", "diffusion"])
+def test_first_update_is_on_policy_and_changes_every_parameter(tmp_path, paradigm):
+    trainer = toy_trainer(toy_config(tmp_path), paradigm)
+    before = _params(trainer.model)
+    metrics = trainer.train_iteration()
+    assert abs(metrics["ratio_mean"] - 1.0) < 1e-5
+    assert abs(metrics["ratio_max"] - 1.0) < 1e-5
+    assert metrics["clipfrac"] == 0.0
+    for name, p in trainer.model.named_parameters():
+        assert not torch.equal(before[name], p.detach()), f"{name} did not change"
+
+
+def test_initial_noise_shared_within_group_and_distinct_across_groups():
+    ids = make_sample_ids([0, 1], 3)
+    same = initial_noise((2, 4, 4), ids, seed=1, iteration=0, same_in_group=True)
+    assert torch.equal(same[0], same[1]) and torch.equal(same[0], same[2])
+    assert not torch.allclose(same[0], same[3])
+    diff = initial_noise((2, 4, 4), ids, seed=1, iteration=0, same_in_group=False)
+    assert not torch.allclose(diff[0], diff[1])
+    # a function of (seed, iteration, prompt, sample), not of batch composition
+    alone = initial_noise((2, 4, 4), make_sample_ids([1], 3), seed=1, iteration=0, same_in_group=True)
+    assert torch.equal(alone[0], same[3])
+    assert not torch.allclose(initial_noise((2, 4, 4), ids, seed=1, iteration=1, same_in_group=True), same)
+
+
+def test_rollout_keeps_only_trained_steps_and_is_batch_size_invariant(tmp_path):
+    trainer = toy_trainer(toy_config(tmp_path))
+    ids = make_sample_ids([0, 1], 4)
+    steps = train_step_subsets(ids, 6, 0.5, seed=0, iteration=0)
+    assert steps.shape == (8, 2)  # floor((6 - 1) * 0.5) = 2 stored steps per sample
+    cond = trainer.data.conditioning([0, 1])
+    init = initial_noise((2, 4, 4), ids, seed=0, iteration=0, same_in_group=True)
+
+    def predict(x, t, rows):
+        return trainer._predict(x, t, cond, rows)
+
+    full = rollout(predict, trainer.sampler, init, ids, steps, seed=0, iteration=0)
+    assert full.latents.shape == (8, 2, 2, 4, 4) and full.log_probs.shape == (8, 2)
+    micro = rollout(predict, trainer.sampler, init, ids, steps, seed=0, iteration=0, batch_size=3)
+    torch.testing.assert_close(full.final_latents, micro.final_latents, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(full.log_probs, micro.log_probs, rtol=1e-5, atol=1e-6)
+
+
+class _GradRecorder:
+    """Optimizer stand-in that records the accumulated gradients at step()."""
+
+    def __init__(self, params):
+        self.params = list(params)
+        self.grads = []
+
+    def zero_grad(self, set_to_none=True):
+        for p in self.params:
+            p.grad = None
+
+    def step(self):
+        self.grads.append([p.grad.detach().clone() for p in self.params])
+
+
+class _NoSchedule:
+    def step(self):
+        pass
+
+
+def _gradient(trainer, batch_size, updates=1):
+    ids = make_sample_ids([0, 1], 4)
+    steps = train_step_subsets(ids, 6, 0.5, seed=0, iteration=0)
+    cond = trainer.data.conditioning([0, 1])
+    init = initial_noise((2, 4, 4), ids, seed=0, iteration=0, same_in_group=False)
+
+    def predict(x, t, rows):
+        return trainer._predict(x, t, cond, ids.local_prompt[rows])
+
+    ro = rollout(lambda x, t, r: trainer._predict(x, t, cond, r), trainer.sampler, init, ids, steps,
+                 seed=0, iteration=0)
+    adv = torch.linspace(-1.5, 1.5, 8)
+    recorder = _GradRecorder(trainer.model.parameters())
+    settings = UpdateSettings(0.2, batch_size, updates, max_grad_norm=1e9)
+    run_update(ro, adv, predict, trainer.sampler, trainer.model, recorder, _NoSchedule(), settings)
+    return recorder.grads
+
+
+def test_micro_batching_is_invisible_in_the_gradient(tmp_path):
+    trainer = toy_trainer(toy_config(tmp_path))
+    reference = _gradient(trainer, batch_size=16)[0]
+    for batch_size in (1, 2, 5):
+        grads = _gradient(trainer, batch_size)[0]
+        for g_ref, g in zip(reference, grads):
+            torch.testing.assert_close(g, g_ref, rtol=1e-6, atol=1e-9)
+
+
+def test_updates_per_iteration_split_the_items(tmp_path):
+    trainer = toy_trainer(toy_config(tmp_path))
+    grads = _gradient(trainer, batch_size=3, updates=4)
+    assert len(grads) == 4
+
+
+def test_nonfinite_reward_skips_update_or_raises(tmp_path):
+    from fastvideo.trainer import NonFiniteRewardError
+
+    class NaNRewards:
+        def __call__(self, images, prompts):
+            r = torch.zeros(len(images))
+            r[0] = float("nan")
+            return r, {"nan": r}
+
+    trainer = toy_trainer(toy_config(tmp_path), rewards=NaNRewards())
+    before = _params(trainer.model)
+    metrics = trainer.train_iteration()
+    assert metrics["skipped"] == 1.0
+    for name, p in trainer.model.named_parameters():
+        assert torch.equal(before[name], p.detach())
+    strict = toy_trainer(toy_config(tmp_path, rewards__nan_policy="error"), rewards=NaNRewards())
+    with pytest.raises(NonFiniteRewardError, match="non-finite"):
+        strict.train_iteration()
+
+
+def test_resume_is_bit_exact(tmp_path):
+    straight = toy_trainer(toy_config(tmp_path / "a", train__max_iterations=4))
+    straight.train()
+    cfg = toy_config(tmp_path / "b", train__max_iterations=2, checkpoint__every=2)
+    toy_trainer(cfg).train()
+    cfg_resume = toy_config(tmp_path / "b", train__max_iterations=4, checkpoint__every=2,
+                            checkpoint__resume="auto")
+    resumed = toy_trainer(cfg_resume)
+    assert resumed.iteration == 2
+    resumed.train()
+    for (name, p), q in zip(straight.model.named_parameters(), resumed.model.parameters()):
+        assert torch.equal(p, q), name
+    log_a = [json.loads(x) for x in (tmp_path / "a" / "run" / "metrics.jsonl").read_text().splitlines()]
+    log_b = [json.loads(x) for x in (tmp_path / "b" / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["reward_mean"] for r in log_a] == [r["reward_mean"] for r in log_b]
+    assert [r["iteration"] for r in log_b] == [0, 1, 2, 3]
+
+
+def test_killed_checkpoint_write_leaves_previous_loadable(tmp_path, monkeypatch):
+    import fastvideo.checkpoint as ckpt
+
+    cfg = toy_config(tmp_path, train__max_iterations=1, checkpoint__every=1)
+    trainer = toy_trainer(cfg)
+    trainer.train()
+    good = ckpt.list_checkpoints(trainer.checkpointer.root)
+    assert [p.name for p in good] == ["iter-000001"]
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt("killed while writing")
+
+    trainer.iteration = 2
+    monkeypatch.setattr(ckpt.dcp, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.save_checkpoint()
+    monkeypatch.undo()
+    assert ckpt.list_checkpoints(trainer.checkpointer.root) == good
+    resumed = toy_trainer(toy_config(tmp_path, train__max_iterations=1, checkpoint__resume="auto"))
+    assert resumed.iteration == 1
+
+
+def test_ema_tracks_weights_and_is_checkpointed(tmp_path):
+    cfg = toy_config(tmp_path, train__ema_decay=0.5, train__max_iterations=2, checkpoint__every=1)
+    trainer = toy_trainer(cfg)
+    initial = _params(trainer.model)
+    trainer.train()
+    for name, p in trainer.model.named_parameters():
+        ema = trainer.ema.shadow[name]
+        assert not torch.equal(ema, p.detach()) and not torch.equal(ema, initial[name])
+    resumed = toy_trainer(toy_config(tmp_path, train__ema_decay=0.5, train__max_iterations=2,
+                                     checkpoint__resume="auto"))
+    for name in trainer.ema.names:
+        assert torch.equal(resumed.ema.shadow[name], trainer.ema.shadow[name])
+
+
+def test_run_directory_artifacts(tmp_path):
+    cfg = toy_config(tmp_path, logging__validation_every=1)
+    trainer = toy_trainer(cfg)
+    trainer.train()
+    run = tmp_path / "run"
+    assert (run / "config.yaml").exists()
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == 2
+    for key in ("reward_mean", "reward_std", "reward/brightness_mean", "loss", "clipfrac", "approx_kl",
+                "ratio_mean", "ratio_max", "grad_norm", "lr", "time/rollout", "time/decode", "time/reward",
+                "time/train"):
+        assert key in records[0], key
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["iter-000001.png", "iter-000002.png"]

@@ -1,0 +1,41 @@
+"""Shared helpers for trainer tests: a small config and a trainer on the toy adapter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastvideo.config import Config
+
+PROMPTS = ["a red fox", "a blue lake", "a green hill", "a yellow sun", "a white cloud", "a black cat"]
+
+
+def toy_config(tmp_path: Path, **overrides) -> Config:
+    prompt_file = tmp_path / "prompts.txt"
+    prompt_file.write_text("\n".join(PROMPTS) + "\n")
+    cfg = Config()
+    cfg.output_dir = str(tmp_path / "run")
+    cfg.data.prompt_file = str(prompt_file)
+    cfg.sampler.num_steps = 6
+    cfg.sampler.eta = 0.5
+    cfg.grpo.group_size = 4
+    cfg.grpo.clip_range = 0.2
+    cfg.grpo.timestep_fraction = 0.5
+    cfg.train.prompts_per_iteration = 2
+    cfg.train.train_batch_size = 3
+    cfg.train.lr = 1e-3
+    cfg.train.max_iterations = 2
+    cfg.checkpoint.every = 0
+    cfg.checkpoint.export_at_end = False
+    cfg.logging.progress_bar = False
+    for key, value in overrides.items():
+        section, field = key.split("__")
+        setattr(getattr(cfg, section), field, value)
+    return cfg
+
+
+def toy_trainer(cfg: Config, paradigm: str = "flow", env=None, rewards=None):
+    from fastvideo.distributed import DistEnv
+    from fastvideo.trainer import GRPOTrainer
+    from tests.toy_models import BrightnessRewards, ToyAdapter
+
+    return GRPOTrainer(cfg, env or DistEnv(), adapter=ToyAdapter(paradigm), rewards=rewards or BrightnessRewards())
