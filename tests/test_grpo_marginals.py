@@ -23,11 +23,15 @@ NUM_SAMPLES = 100_000
 
 def exact_velocity(x: torch.Tensor, sigma: float, data_std: float = DATA_STD) -> torch.Tensor:
     a = 1.0 - sigma
-    return -DATA_MEAN + (sigma - a * data_std**2) / (a * a * data_std**2 + sigma * sigma) * (x - a * DATA_MEAN)
+    return -DATA_MEAN + (sigma - a * data_std**2) / (a * a * data_std**2 + sigma * sigma) * (
+        x - a * DATA_MEAN
+    )
 
 
 def exact_epsilon(x: torch.Tensor, alpha_bar: float) -> torch.Tensor:
-    return (1 - alpha_bar) ** 0.5 / (alpha_bar * DATA_STD**2 + 1 - alpha_bar) * (x - alpha_bar**0.5 * DATA_MEAN)
+    return (
+        (1 - alpha_bar) ** 0.5 / (alpha_bar * DATA_STD**2 + 1 - alpha_bar) * (x - alpha_bar**0.5 * DATA_MEAN)
+    )
 
 
 def assert_gaussian(samples: torch.Tensor, mean: float, var: float) -> None:
@@ -45,7 +49,9 @@ def run_flow(sde_type: str, eta: float, num_steps: int, shift: float, seed: int 
     x = torch.randn(NUM_SAMPLES, generator=generator)
     for i in range(num_steps):
         velocity = exact_velocity(x, sigmas[i])
-        x = flow_step(velocity, x, sigmas[i], sigmas[i + 1], sde_type=sde_type, eta=eta, generator=generator).prev_sample
+        x = flow_step(
+            velocity, x, sigmas[i], sigmas[i + 1], sde_type=sde_type, eta=eta, generator=generator
+        ).prev_sample
     return x
 
 
@@ -87,10 +93,13 @@ def test_cps_is_exact_for_point_mass_data_at_every_step(eta):
     x = torch.randn(NUM_SAMPLES, generator=generator)
     for i in range(7):
         velocity = exact_velocity(x, sigmas[i], data_std=0.0)
-        x = flow_step(velocity, x, sigmas[i], sigmas[i + 1], sde_type="cps", eta=eta, generator=generator).prev_sample
+        x = flow_step(
+            velocity, x, sigmas[i], sigmas[i + 1], sde_type="cps", eta=eta, generator=generator
+        ).prev_sample
         assert_gaussian(x, (1 - sigmas[i + 1]) * DATA_MEAN, sigmas[i + 1] ** 2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("eta,num_steps,steps_offset", [(0.0, 500, 1), (1.0, 1000, 0)])
 def test_ddim_preserves_gaussian_marginals(eta, num_steps, steps_offset):
     """The scaled-linear schedule needs many steps: the first-order error of the variance is -9% (eta 0)
@@ -100,9 +109,12 @@ def test_ddim_preserves_gaussian_marginals(eta, num_steps, steps_offset):
     alpha_bar_prev = schedule.alpha_bar_prev.double().tolist()
     generator = torch.Generator().manual_seed(3)
     start = alpha_bar[0]
-    x = start**0.5 * DATA_MEAN + (start * DATA_STD**2 + 1 - start) ** 0.5 * torch.randn(NUM_SAMPLES, generator=generator)
+    x = start**0.5 * DATA_MEAN + (start * DATA_STD**2 + 1 - start) ** 0.5 * torch.randn(
+        NUM_SAMPLES, generator=generator
+    )
     for i in range(num_steps):
-        x = ddim_step(exact_epsilon(x, alpha_bar[i]), x, alpha_bar[i], alpha_bar_prev[i], eta=eta,
-                      generator=generator).prev_sample
+        x = ddim_step(
+            exact_epsilon(x, alpha_bar[i]), x, alpha_bar[i], alpha_bar_prev[i], eta=eta, generator=generator
+        ).prev_sample
     final = alpha_bar_prev[-1]
     assert_gaussian(x, final**0.5 * DATA_MEAN, final * DATA_STD**2 + 1 - final)

@@ -38,8 +38,14 @@ def test_flow_sigmas_rejects_bad_arguments():
 def _reference_scheduler(spacing, steps_offset=1):
     diffusers = pytest.importorskip("diffusers")
     return diffusers.DDIMScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
-        clip_sample=False, set_alpha_to_one=False, steps_offset=steps_offset, timestep_spacing=spacing,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        num_train_timesteps=1000,
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=steps_offset,
+        timestep_spacing=spacing,
     )
 
 

@@ -1,5 +1,7 @@
 """Unit tests of the stateless stochastic steps in fastvideo.grpo.sde."""
 
+import math
+
 import pytest
 import torch
 
@@ -109,8 +111,16 @@ def test_zero_std_log_prob_has_finite_gradient():
     sigma = torch.tensor([0.3, 0.3, 0.3])
     for prev_sample in (None, torch.randn_like(x)):
         v.grad = None
-        out = flow_step(v, x, sigma, sigma_next, sde_type="cps", eta=0.8, noise=torch.randn_like(x),
-                        prev_sample=prev_sample)
+        out = flow_step(
+            v,
+            x,
+            sigma,
+            sigma_next,
+            sde_type="cps",
+            eta=0.8,
+            noise=torch.randn_like(x),
+            prev_sample=prev_sample,
+        )
         assert out.log_prob[0] == 0 and out.log_prob[2] == 0 and out.log_prob[1] != 0
         out.log_prob.sum().backward()
         assert torch.isfinite(v.grad).all() and v.grad[1].abs().sum() > 0 and v.grad[0].abs().sum() == 0
@@ -130,7 +140,10 @@ def test_flow_grpo_mean_by_hand():
     sigma, sigma_next, a = 0.5, 0.25, 0.7
     sigma_t_sq = a**2 * sigma / (1 - sigma)
     delta = sigma_next - sigma
-    mean = 1.0 * (1 + sigma_t_sq * delta / (2 * sigma)) + 2.0 * (1 + sigma_t_sq * (1 - sigma) / (2 * sigma)) * delta
+    mean = (
+        1.0 * (1 + sigma_t_sq * delta / (2 * sigma))
+        + 2.0 * (1 + sigma_t_sq * (1 - sigma) / (2 * sigma)) * delta
+    )
     out = flow_step(v, x, sigma, sigma_next, sde_type="flow_grpo", eta=a, noise=torch.zeros(1, 1))
     torch.testing.assert_close(out.mean, torch.tensor([[mean]]))
     torch.testing.assert_close(out.std.reshape(()), torch.tensor((sigma_t_sq * 0.25) ** 0.5))
@@ -146,6 +159,17 @@ def test_dance_mean_by_hand():
     out = flow_step(v, x, sigma, sigma_next, sde_type="dance", eta=eta, noise=torch.zeros(1, 1))
     torch.testing.assert_close(out.mean, torch.tensor([[mean]]))
     torch.testing.assert_close(out.std.reshape(()), torch.tensor(eta * 0.25**0.5))
+
+
+def test_cps_mean_by_hand():
+    v, x = torch.tensor([[2.0]]), torch.tensor([[1.0]])
+    sigma, sigma_next, a = 0.5, 0.25, 0.8
+    std = sigma_next * math.sin(a * math.pi / 2)
+    x0_hat, x1_hat = 1.0 - sigma * 2.0, 1.0 + (1 - sigma) * 2.0
+    mean = (1 - sigma_next) * x0_hat + math.sqrt(sigma_next**2 - std**2) * x1_hat
+    out = flow_step(v, x, sigma, sigma_next, sde_type="cps", eta=a, noise=torch.zeros(1, 1))
+    torch.testing.assert_close(out.mean, torch.tensor([[mean]]))
+    torch.testing.assert_close(out.std.reshape(()), torch.tensor(std))
 
 
 @pytest.mark.parametrize("sde_type,eta", STOCHASTIC + [("ddim", 1.0)])
@@ -171,10 +195,19 @@ def test_per_sample_times_match_scalar_times():
     sigmas, sigmas_next = [0.9, 0.5, 0.3], [0.7, 0.4, 0.0]
     noise = torch.randn_like(x)
     for sde_type, eta in STOCHASTIC:
-        batched = flow_step(v, x, torch.tensor(sigmas), torch.tensor(sigmas_next), sde_type=sde_type, eta=eta, noise=noise)
+        batched = flow_step(
+            v, x, torch.tensor(sigmas), torch.tensor(sigmas_next), sde_type=sde_type, eta=eta, noise=noise
+        )
         for b in range(3):
-            single = flow_step(v[b : b + 1], x[b : b + 1], sigmas[b], sigmas_next[b], sde_type=sde_type, eta=eta,
-                               noise=noise[b : b + 1])
+            single = flow_step(
+                v[b : b + 1],
+                x[b : b + 1],
+                sigmas[b],
+                sigmas_next[b],
+                sde_type=sde_type,
+                eta=eta,
+                noise=noise[b : b + 1],
+            )
             torch.testing.assert_close(batched.prev_sample[b : b + 1], single.prev_sample)
             torch.testing.assert_close(batched.log_prob[b : b + 1], single.log_prob)
 
@@ -183,8 +216,9 @@ def test_per_sample_generators_make_noise_independent_of_the_batch():
     v, x = _inputs(batch=4)
     gens = [torch.Generator().manual_seed(100 + b) for b in range(4)]
     full = flow_step(v, x, 0.5, 0.4, sde_type="dance", eta=0.3, generator=gens)
-    alone = flow_step(v[2:3], x[2:3], 0.5, 0.4, sde_type="dance", eta=0.3,
-                      generator=[torch.Generator().manual_seed(102)])
+    alone = flow_step(
+        v[2:3], x[2:3], 0.5, 0.4, sde_type="dance", eta=0.3, generator=[torch.Generator().manual_seed(102)]
+    )
     torch.testing.assert_close(full.prev_sample[2:3], alone.prev_sample)
     assert not torch.allclose(full.prev_sample[0], full.prev_sample[1])
     with pytest.raises(ValueError):
@@ -204,6 +238,8 @@ def test_unknown_sde_type_and_bad_time_shape_raise():
         flow_step(v, x, 0.5, 0.4, sde_type="euler", eta=0.3)
     with pytest.raises(ValueError):
         flow_step(v, x, torch.tensor([0.5, 0.5]), 0.4, sde_type="dance", eta=0.3)
+    with pytest.raises(ValueError):
+        flow_step(v, x, 0.5, 0.4, sde_type="dance", eta=0.3, noise=torch.zeros(3, 1, 1, 1))
 
 
 def test_pred_x0_helpers():
@@ -217,8 +253,14 @@ def test_pred_x0_helpers():
 def _ddim_scheduler():
     diffusers = pytest.importorskip("diffusers")
     scheduler = diffusers.DDIMScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
-        clip_sample=False, set_alpha_to_one=False, steps_offset=1, timestep_spacing="leading",
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        num_train_timesteps=1000,
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+        timestep_spacing="leading",
     )
     scheduler.set_timesteps(50)
     return scheduler
@@ -254,7 +296,9 @@ def test_flow_ode_trajectory_converges_to_the_exact_solution():
         sigmas = flow_sigmas(num_steps, 1.0).tolist()
         x = z.clone()
         for i in range(num_steps):
-            x = flow_step(velocity(x, sigmas[i]), x, sigmas[i], sigmas[i + 1], sde_type="ode", eta=0.0).prev_sample
+            x = flow_step(
+                velocity(x, sigmas[i]), x, sigmas[i], sigmas[i + 1], sde_type="ode", eta=0.0
+            ).prev_sample
         errors.append((x - (m + s * z)).abs().max().item())
     assert errors[2] < 0.02  # measured 0.014
     assert errors[0] / errors[1] > 1.8 and errors[1] / errors[2] > 1.8  # first order: halves

@@ -103,7 +103,8 @@ def test_micro_batching_is_invisible_in_the_gradient(tmp_path):
     for batch_size in (1, 2, 5):
         grads = _gradient(trainer, batch_size)[0]
         for g_ref, g in zip(reference, grads):
-            torch.testing.assert_close(g, g_ref, rtol=1e-6, atol=1e-9)
+            assert g_ref.norm() > 0
+            assert (g - g_ref).norm() / g_ref.norm() < 1e-6, batch_size
 
 
 def test_updates_per_iteration_split_the_items(tmp_path):

@@ -37,7 +37,7 @@ class ToyDenoiser(nn.Module):
         h = self.inp(torch.cat([latents.reshape(b, -1), embeds, timestep.reshape(b, 1).float()], dim=1))
         for block in self.blocks:
             h = block(h)
-        return self.out(h).reshape(latents.shape)
+        return self.out(h).reshape(latents.shape).clone()
 
 
 def _prompt_embedding(prompt: str, dim: int) -> torch.Tensor:

@@ -10,6 +10,7 @@ PROMPTS = ["a red fox", "a blue lake", "a green hill", "a yellow sun", "a white 
 
 
 def toy_config(tmp_path: Path, **overrides) -> Config:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     prompt_file = tmp_path / "prompts.txt"
     prompt_file.write_text("\n".join(PROMPTS) + "\n")
     cfg = Config()

@@ -133,7 +133,7 @@ def rollout(predict: PredictFn, sampler, init_latents: torch.Tensor, ids: Sample
             res = sampler.step(i, out, x[sl], noise=None if noise is None else noise[sl], stochastic=stoch)
             _store(train_steps[sl], i, x[sl], res, stored_x[sl], stored_next[sl], stored_lp[sl])
             x[sl] = res.prev_sample
-    timesteps = torch.stack([sampler.model_timestep(train_steps[:, j], num) for j in range(k)], dim=1)
+    timesteps = sampler.model_timestep(train_steps.reshape(-1), num * k).reshape(num, k)
     return Rollout(final, train_steps, stored_x, stored_next, stored_lp, timesteps)
 
 

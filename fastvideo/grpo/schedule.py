@@ -99,7 +99,9 @@ def ddim_schedule(
         final_alpha_cumprod = float(alphas_cumprod[0])
     timesteps = _ddim_timesteps(num_steps, num_train_timesteps, steps_offset, timestep_spacing)
     if timesteps.min() < 0 or timesteps.max() >= len(alphas_cumprod):
-        raise ValueError(f"timesteps {timesteps.tolist()} fall outside the {len(alphas_cumprod)} alphas_cumprod")
+        raise ValueError(
+            f"timesteps {timesteps.tolist()} fall outside the {len(alphas_cumprod)} alphas_cumprod"
+        )
     prev_timesteps = timesteps - num_train_timesteps // num_steps
     alpha_bar = alphas_cumprod[timesteps]
     final = torch.full_like(alpha_bar, final_alpha_cumprod)

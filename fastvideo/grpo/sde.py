@@ -117,7 +117,9 @@ def _finish_step(
     if prev_sample is None:
         if noise is None:
             noise = standard_normal(mean.shape, mean.device, generator)
-        prev_sample = mean + std * noise.float()
+        elif noise.shape != mean.shape:
+            raise ValueError(f"noise has shape {tuple(noise.shape)}, expected {tuple(mean.shape)}")
+        prev_sample = mean + std * noise.to(device=mean.device, dtype=torch.float32)
     else:
         prev_sample = prev_sample.float()
     is_stochastic = std.reshape(-1) > 0

@@ -179,9 +179,9 @@ def _is_transformers_model(cls: Any) -> bool:
 
 def tiny_source(kind: str, seed: int = 0) -> ComponentSource:
     """Components of the tiny ``kind`` model built in memory (see ``fastvideo.models.tiny``)."""
-    from fastvideo.models.tiny import tiny_builders
+    from fastvideo.models.tiny import tiny_builders, tiny_component_configs
 
-    builders = tiny_builders(kind, seed)
+    builders, stored_configs = tiny_builders(kind, seed), tiny_component_configs(kind)
 
     def loader(build: Callable[[], Any]) -> Loader:
         def load(dtype: torch.dtype | None) -> Any:
@@ -191,10 +191,10 @@ def tiny_source(kind: str, seed: int = 0) -> ComponentSource:
             return value.to(dtype)
         return load
 
-    def config_reader(build: Callable[[], Any]) -> Callable[[], dict[str, Any]]:
-        return lambda: dict(build().config)
+    def config_reader(config: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+        return lambda: dict(config)
 
-    configs = {name: config_reader(build) for name, build in builders.items()}
+    configs = {name: config_reader(config) for name, config in stored_configs.items()}
     return ComponentSource({name: loader(b) for name, b in builders.items()}, configs, f"tiny {kind} model")
 
 
@@ -204,8 +204,7 @@ def _module_dtype(module: nn.Module) -> torch.dtype | None:
 
 def unwrap_module(module: nn.Module) -> nn.Module:
     """The underlying diffusers model of a PEFT-wrapped module (FSDP2 keeps the class itself)."""
-    base = module.get_base_model() if hasattr(module, "get_base_model") else module
-    return base
+    return module.get_base_model() if hasattr(module, "get_base_model") else module
 
 
 # --- the adapter ----------------------------------------------------------------------------------
@@ -241,9 +240,11 @@ class ModelAdapter(abc.ABC):
 
     # components -------------------------------------------------------------------------------
     def component(self, name: str) -> Any:
-        """A component, loaded (to ``self.device`` in ``self.dtype``, frozen, eval) on first use."""
+        """A frozen component, loaded (to ``self.device`` in ``self.dtype``, eval mode) on first use."""
+        if name == self.transformer_subfolder:
+            return self.transformer
         if name not in self._components:
-            value = self.source.load(name, None if name == self.transformer_subfolder else self.dtype)
+            value = self.source.load(name, self.dtype)
             if isinstance(value, nn.Module):
                 value = value.to(self.device).eval().requires_grad_(False)
             self._components[name] = value
@@ -255,10 +256,14 @@ class ModelAdapter(abc.ABC):
 
     @property
     def transformer(self) -> nn.Module:
-        """The denoiser GRPO trains (fp32 master weights, train mode left to the trainer)."""
+        """The denoiser GRPO trains: fp32 master weights, trainable, in eval mode.
+
+        Eval mode keeps dropout (if a config has any) off, so the rollout and the training pass
+        evaluate the same function and the first PPO ratio is exactly 1.
+        """
         if self._transformer is None:
             module = self.source.load(self.transformer_subfolder, torch.float32)
-            self._transformer = module.to(self.device)
+            self._transformer = module.to(self.device).eval()
             self._on_transformer_loaded(unwrap_module(self._transformer))
         return self._transformer
 
@@ -266,6 +271,7 @@ class ModelAdapter(abc.ABC):
     def transformer(self, module: nn.Module) -> None:
         """Replace the denoiser (e.g. by its FSDP/PEFT-wrapped version)."""
         self._transformer = module
+        self._on_transformer_loaded(unwrap_module(module))
 
     def _on_transformer_loaded(self, module: nn.Module) -> None:
         """Hook: read what predict needs from the denoiser's config (before any wrapping)."""

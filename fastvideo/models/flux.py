@@ -144,8 +144,9 @@ class FluxAdapter(ModelAdapter):
     def predict(self, latents: Tensor, timestep: Tensor, cond: Cond) -> Tensor:
         """Velocity (fp32) at flow time sigma = ``timestep`` (B,) in [0, 1] for packed ``latents``."""
         transformer = self.transformer
-        param = next(transformer.parameters())
-        dtype, device, batch = param.dtype, latents.device, latents.shape[0]
+        # the input projection's dtype: the transformer's compute dtype (FSDP2/autocast cast from there)
+        dtype = unwrap_module(transformer).x_embedder.weight.dtype
+        device, batch = latents.device, latents.shape[0]
         sigma = torch.as_tensor(timestep, device=device).reshape(-1).expand(batch).to(dtype)
         guidance = None
         if self._guidance_embeds:

@@ -127,7 +127,8 @@ class SDAdapter(ModelAdapter):
     def predict(self, latents: Tensor, timestep: Tensor, cond: Cond) -> Tensor:
         """Epsilon prediction (fp32) at integer DDPM timesteps (B,), with real CFG when the scale > 1."""
         unet = self.transformer
-        dtype, device, batch = next(unet.parameters()).dtype, latents.device, latents.shape[0]
+        dtype = unwrap_module(unet).conv_in.weight.dtype  # the UNet's compute dtype
+        device, batch = latents.device, latents.shape[0]
         t = torch.as_tensor(timestep, device=device).reshape(-1).expand(batch)
         text = cond["prompt_embeds"].to(device=device, dtype=dtype)
         scale = float(self.model_cfg.guidance_scale)

@@ -129,19 +129,24 @@ def tiny_t5_encoder(seed: int = 0) -> Any:
 # --- VAEs and denoisers ---------------------------------------------------------------------------
 
 
+def tiny_vae_config(*, flux: bool) -> dict[str, Any]:
+    """Constructor arguments of the tiny two-block ``AutoencoderKL`` (factor 2, 4 latent channels)."""
+    return dict(
+        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(32, 32), norm_num_groups=32, sample_size=32,
+        scaling_factor=FLUX_SCALING_FACTOR if flux else SD_SCALING_FACTOR,
+        shift_factor=FLUX_SHIFT_FACTOR if flux else None,
+        use_quant_conv=not flux, use_post_quant_conv=not flux,
+    )
+
+
 def tiny_vae(seed: int = 0, *, flux: bool) -> Any:
-    """Two-block ``AutoencoderKL`` (factor 2) with the FLUX or SD scaling/shift factors."""
+    """Tiny ``AutoencoderKL`` with the FLUX (no quant convs, shift factor) or SD scaling factors."""
     from diffusers import AutoencoderKL
 
     with _seeded(seed):
-        return AutoencoderKL(
-            in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1,
-            down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-            block_out_channels=(32, 32), norm_num_groups=32, sample_size=32,
-            scaling_factor=FLUX_SCALING_FACTOR if flux else SD_SCALING_FACTOR,
-            shift_factor=FLUX_SHIFT_FACTOR if flux else None,
-            use_quant_conv=not flux, use_post_quant_conv=not flux,
-        ).eval()
+        return AutoencoderKL(**tiny_vae_config(flux=flux)).eval()
 
 
 def tiny_flux_transformer(seed: int = 0) -> Any:
@@ -222,6 +227,13 @@ def tiny_flux_components(seed: int = 0) -> dict[str, Any]:
 def tiny_sd_components(seed: int = 0) -> dict[str, Any]:
     """All Stable Diffusion components (the keyword arguments of ``StableDiffusionPipeline``)."""
     return {name: build() for name, build in tiny_sd_builders(seed).items()}
+
+
+def tiny_component_configs(kind: str) -> dict[str, dict[str, Any]]:
+    """Configurations of the tiny model's components that adapters read before loading weights."""
+    if kind not in ("flux", "sd"):
+        raise ValueError(f"no tiny model {kind!r}; expected 'flux' or 'sd'")
+    return {"vae": tiny_vae_config(flux=kind == "flux")}
 
 
 def tiny_builders(kind: str, seed: int = 0) -> dict[str, Callable[[], Any]]:

@@ -39,7 +39,7 @@ SD_GUIDANCE = 5.0
 class ModelSizes:
     """Widths and depths of every component (``FULL`` is shipped, ``SMOKE`` is for tests)."""
 
-    vae_channels: tuple[int, ...] = (32, 64, 64)
+    vae_channels: tuple[int, ...] = (32, 32, 64)
     vae_norm_groups: int = 16
     text_hidden: int = 128
     text_layers: int = 2

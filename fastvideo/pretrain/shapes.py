@@ -29,7 +29,7 @@ from fastvideo.shapes.grammar import vocabulary
 logger = logging.getLogger("fastvideo.pretrain")
 
 DEFAULTS: dict[str, StageOptions] = {
-    "vae": StageOptions(steps=1500, batch_size=16, lr=5e-4, warmup=100, ema_decay=0.995),
+    "vae": StageOptions(steps=800, batch_size=16, lr=8e-4, warmup=50, ema_decay=0.99, checkpoint_every=200),
     "flux": StageOptions(steps=3000, batch_size=32, lr=5e-4, warmup=200, ema_decay=0.998),
     "sd": StageOptions(steps=1200, batch_size=32, lr=3e-4, warmup=100, ema_decay=0.998),
 }
@@ -46,7 +46,7 @@ def stage_options(stage: str, args: argparse.Namespace) -> StageOptions:
         options.batch_size = args.batch_size
     if args.lr is not None:
         options.lr = args.lr
-    options.checkpoint_every = args.checkpoint_every or options.checkpoint_every
+    options.checkpoint_every = args.checkpoint_every or min(options.checkpoint_every, options.steps)
     options.seed = args.seed
     return options
 

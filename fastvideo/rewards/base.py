@@ -71,7 +71,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    """"float32" / "bfloat16" / "float16" (or a torch.dtype) -> torch.dtype."""
+    """ "float32" / "bfloat16" / "float16" (or a torch.dtype) -> torch.dtype."""
     if isinstance(dtype, torch.dtype):
         return dtype
     resolved = getattr(torch, str(dtype), None)

@@ -42,29 +42,40 @@ def _features(output: object) -> Tensor:
 
 
 def _size_from(value: object, default: int) -> int:
-    if isinstance(value, dict):
-        return int(value.get("shortest_edge") or value.get("height") or default)
-    return int(value) if value else default
+    """An image-processor size (int, dict or transformers 5 SizeDict) -> shortest edge / height."""
+    if isinstance(value, (int, float)):
+        return int(value)
+    get = value.get if isinstance(value, dict) else (lambda name: getattr(value, name, None))
+    return int(get("shortest_edge") or get("height") or default)
 
 
 def _require_file(directory: str | Path, filename: str, what: str, download: str) -> Path:
     directory = require_path(directory, what, download)
     if not (Path(directory) / filename).exists():
-        raise RewardWeightsError(f"'{directory}' has no {filename}; not a {what}. Download it with:\n    {download}")
+        raise RewardWeightsError(
+            f"'{directory}' has no {filename}; not a {what}. Download it with:\n    {download}"
+        )
     return Path(directory)
 
 
 class HFClipScorer:
     """A transformers CLIPModel + tokenizer + image-processor settings from local directories."""
 
-    def __init__(self, model_dir: str | Path, processor_dir: str | Path, downloads: tuple[str, str],
-                 device: torch.device, dtype: torch.dtype) -> None:
+    def __init__(
+        self,
+        model_dir: str | Path,
+        processor_dir: str | Path,
+        downloads: tuple[str, str],
+        device: torch.device,
+        dtype: torch.dtype,
+    ) -> None:
         from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel
 
         model_download, processor_download = downloads
         model_dir = _require_file(model_dir, "config.json", "CLIP model directory", model_download)
-        processor_dir = _require_file(processor_dir, "preprocessor_config.json", "CLIP processor directory",
-                                      processor_download)
+        processor_dir = _require_file(
+            processor_dir, "preprocessor_config.json", "CLIP processor directory", processor_download
+        )
         self.model = CLIPModel.from_pretrained(model_dir, local_files_only=True).eval().to(device, dtype)
         self.model.requires_grad_(False)
         self.tokenizer = AutoTokenizer.from_pretrained(processor_dir, local_files_only=True)
@@ -80,8 +91,12 @@ class HFClipScorer:
         pixels = preprocess_images(images, self.size, self.mean, self.std, crop_size=self.crop_size)
         text = self.tokenizer(prompts, padding=True, truncation=True, max_length=77, return_tensors="pt")
         image_features = _features(self.model.get_image_features(pixel_values=pixels.to(self.dtype)))
-        text_features = _features(self.model.get_text_features(
-            input_ids=text["input_ids"].to(self.device), attention_mask=text["attention_mask"].to(self.device)))
+        text_features = _features(
+            self.model.get_text_features(
+                input_ids=text["input_ids"].to(self.device),
+                attention_mask=text["attention_mask"].to(self.device),
+            )
+        )
         image_features = torch.nn.functional.normalize(image_features.float(), dim=-1)
         text_features = torch.nn.functional.normalize(text_features.float(), dim=-1)
         return (image_features * text_features).sum(dim=-1)
@@ -94,15 +109,28 @@ class PickScoreReward(Reward):
     input_kind = "image"
     conventions = ("logit", "cosine")
 
-    def __init__(self, model_dir: str | Path = PICKSCORE_MODEL, processor_dir: str | Path = PICKSCORE_PROCESSOR,
-                 convention: str = "logit", device: str | torch.device | None = None, batch_size: int = 16,
-                 dtype: str | torch.dtype = "float32") -> None:
+    def __init__(
+        self,
+        model_dir: str | Path = PICKSCORE_MODEL,
+        processor_dir: str | Path = PICKSCORE_PROCESSOR,
+        convention: str = "logit",
+        device: str | torch.device | None = None,
+        batch_size: int = 16,
+        dtype: str | torch.dtype = "float32",
+    ) -> None:
         if convention not in self.conventions:
-            raise ValueError(f"unknown PickScore convention {convention!r}; expected one of {self.conventions}")
+            raise ValueError(
+                f"unknown PickScore convention {convention!r}; expected one of {self.conventions}"
+            )
         super().__init__(device=device, batch_size=batch_size)
         self.convention = convention
-        self.scorer = HFClipScorer(model_dir, processor_dir, (PICKSCORE_MODEL_DOWNLOAD, PICKSCORE_PROCESSOR_DOWNLOAD),
-                                   self.device, resolve_dtype(dtype))
+        self.scorer = HFClipScorer(
+            model_dir,
+            processor_dir,
+            (PICKSCORE_MODEL_DOWNLOAD, PICKSCORE_PROCESSOR_DOWNLOAD),
+            self.device,
+            resolve_dtype(dtype),
+        )
 
     def score_batch(self, images: Tensor, prompts: list[str]) -> Tensor:
         cosine = self.scorer.cosine(images, prompts)
@@ -118,16 +146,25 @@ class ClipScoreReward(Reward):
     input_kind = "image"
     conventions = ("cosine", "torchmetrics")
 
-    def __init__(self, model_dir: str | Path = CLIP_MODEL, processor_dir: str | Path | None = None,
-                 convention: str = "cosine", device: str | torch.device | None = None, batch_size: int = 16,
-                 dtype: str | torch.dtype = "float32") -> None:
+    def __init__(
+        self,
+        model_dir: str | Path = CLIP_MODEL,
+        processor_dir: str | Path | None = None,
+        convention: str = "cosine",
+        device: str | torch.device | None = None,
+        batch_size: int = 16,
+        dtype: str | torch.dtype = "float32",
+    ) -> None:
         if convention not in self.conventions:
-            raise ValueError(f"unknown CLIP score convention {convention!r}; expected one of {self.conventions}")
+            raise ValueError(
+                f"unknown CLIP score convention {convention!r}; expected one of {self.conventions}"
+            )
         super().__init__(device=device, batch_size=batch_size)
         self.convention = convention
         processor_dir = model_dir if processor_dir is None else processor_dir
-        self.scorer = HFClipScorer(model_dir, processor_dir, (CLIP_DOWNLOAD, CLIP_DOWNLOAD), self.device,
-                                   resolve_dtype(dtype))
+        self.scorer = HFClipScorer(
+            model_dir, processor_dir, (CLIP_DOWNLOAD, CLIP_DOWNLOAD), self.device, resolve_dtype(dtype)
+        )
 
     def score_batch(self, images: Tensor, prompts: list[str]) -> Tensor:
         cosine = self.scorer.cosine(images, prompts)

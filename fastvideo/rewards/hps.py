@@ -17,7 +17,9 @@ deviation from PIL). hpsv2 scores under CUDA autocast (fp16); we score in ``dtyp
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -42,6 +44,22 @@ OPEN_CLIP_DOWNLOAD = (
 )
 
 
+class _DropRandomInitWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No pretrained weights loaded" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_random_init_warning() -> Iterator[None]:
+    """Hide open_clip's 'initialized randomly' warning (logged on the root logger)."""
+    log_filter = _DropRandomInitWarning()
+    logging.getLogger().addFilter(log_filter)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(log_filter)
+
+
 def load_hps_model(
     checkpoint: str | Path = HPS_CHECKPOINT,
     model_name: str = "ViT-H-14",
@@ -58,7 +76,8 @@ def load_hps_model(
         )
     if pretrained is not None:
         pretrained = str(require_path(pretrained, "open_clip ViT-H-14 weights", OPEN_CLIP_DOWNLOAD))
-    model = open_clip.create_model(model_name, pretrained=pretrained, device="cpu")
+    with _quiet_random_init_warning():  # the HPS state dict below replaces every weight
+        model = open_clip.create_model(model_name, pretrained=pretrained, device="cpu")
     state_dict = {key.removeprefix("module."): value for key, value in state["state_dict"].items()}
     try:
         missing, unexpected = model.load_state_dict(state_dict, strict=False)
@@ -70,7 +89,9 @@ def load_hps_model(
             f"Download the HPS-v2.1 checkpoint with:\n    {HPS_DOWNLOAD}"
         )
     if unexpected:
-        logger.warning("HPS checkpoint: ignoring %d unexpected keys, e.g. %s", len(unexpected), unexpected[:3])
+        logger.warning(
+            "HPS checkpoint: ignoring %d unexpected keys, e.g. %s", len(unexpected), unexpected[:3]
+        )
     return model.eval()
 
 
@@ -100,7 +121,9 @@ class HPSReward(Reward):
         self.image_size = int(image_size[0] if isinstance(image_size, (tuple, list)) else image_size)
 
     def score_batch(self, images: Tensor, prompts: list[str]) -> Tensor:
-        pixels = preprocess_images(images, self.image_size, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, mode="longest_pad")
+        pixels = preprocess_images(
+            images, self.image_size, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, mode="longest_pad"
+        )
         tokens = self.tokenizer(prompts).to(self.device)
         image_features = self.model.encode_image(pixels.to(self.dtype), normalize=True)
         text_features = self.model.encode_text(tokens, normalize=True)

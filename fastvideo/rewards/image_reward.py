@@ -48,7 +48,9 @@ IMAGE_REWARD_MEAN = 0.16717362830052426
 IMAGE_REWARD_STD = 1.0333394966054072
 IMAGE_REWARD_CHECKPOINT = "data/ImageReward/ImageReward.pt"
 IMAGE_REWARD_MED_CONFIG = "data/ImageReward/med_config.json"
-IMAGE_REWARD_DOWNLOAD = "hf download THUDM/ImageReward ImageReward.pt med_config.json --local-dir data/ImageReward"
+IMAGE_REWARD_DOWNLOAD = (
+    "hf download THUDM/ImageReward ImageReward.pt med_config.json --local-dir data/ImageReward"
+)
 BERT_TOKENIZER_DIR = "data/bert-base-uncased"
 BERT_DOWNLOAD = (
     "hf download google-bert/bert-base-uncased vocab.txt tokenizer_config.json tokenizer.json "
@@ -64,7 +66,10 @@ PUBLISHED_KEY_RULES: tuple[tuple[str, str], ...] = (
     ("blip.visual_encoder.patch_embed.proj.{p}", "visual_encoder.embeddings.patch_embedding.{p}"),
     ("blip.visual_encoder.blocks.{i}.norm1.{p}", "visual_encoder.encoder.layers.{i}.layer_norm1.{p}"),
     ("blip.visual_encoder.blocks.{i}.attn.qkv.{p}", "visual_encoder.encoder.layers.{i}.self_attn.qkv.{p}"),
-    ("blip.visual_encoder.blocks.{i}.attn.proj.{p}", "visual_encoder.encoder.layers.{i}.self_attn.projection.{p}"),
+    (
+        "blip.visual_encoder.blocks.{i}.attn.proj.{p}",
+        "visual_encoder.encoder.layers.{i}.self_attn.projection.{p}",
+    ),
     ("blip.visual_encoder.blocks.{i}.norm2.{p}", "visual_encoder.encoder.layers.{i}.layer_norm2.{p}"),
     ("blip.visual_encoder.blocks.{i}.mlp.fc1.{p}", "visual_encoder.encoder.layers.{i}.mlp.fc1.{p}"),
     ("blip.visual_encoder.blocks.{i}.mlp.fc2.{p}", "visual_encoder.encoder.layers.{i}.mlp.fc2.{p}"),
@@ -72,7 +77,9 @@ PUBLISHED_KEY_RULES: tuple[tuple[str, str], ...] = (
     ("blip.text_encoder.{rest}", "text_encoder.{rest}"),
     ("mlp.layers.{i}.{p}", "mlp.layers.{i}.{p}"),
 )
-IGNORED_PUBLISHED_KEYS = re.compile(r"^blip\.(vision_proj|text_proj)\.|^blip\.text_encoder\.embeddings\.position_ids$")
+IGNORED_PUBLISHED_KEYS = re.compile(
+    r"^blip\.(vision_proj|text_proj)\.|^blip\.text_encoder\.embeddings\.position_ids$"
+)
 _PLACEHOLDERS = {"{i}": r"(?P<i>\d+)", "{p}": r"(?P<p>weight|bias)", "{rest}": r"(?P<rest>.+)"}
 
 
@@ -108,8 +115,14 @@ class ImageRewardMLP(nn.Module):
         super().__init__()
         w = MLP_WIDTHS
         self.layers = nn.Sequential(
-            nn.Linear(input_size, w[0]), nn.Dropout(0.2), nn.Linear(w[0], w[1]), nn.Dropout(0.2),
-            nn.Linear(w[1], w[2]), nn.Dropout(0.1), nn.Linear(w[2], w[3]), nn.Linear(w[3], w[4]),
+            nn.Linear(input_size, w[0]),
+            nn.Dropout(0.2),
+            nn.Linear(w[0], w[1]),
+            nn.Dropout(0.2),
+            nn.Linear(w[1], w[2]),
+            nn.Dropout(0.1),
+            nn.Linear(w[2], w[3]),
+            nn.Linear(w[3], w[4]),
         )
 
     def forward(self, features: Tensor) -> Tensor:
@@ -124,17 +137,32 @@ class ImageRewardModel(nn.Module):
         from transformers import BlipTextConfig, BlipTextModel, BlipVisionConfig, BlipVisionModel
 
         vision_config = BlipVisionConfig(
-            hidden_size=vision["width"], intermediate_size=4 * vision["width"], num_hidden_layers=vision["layers"],
-            num_attention_heads=vision["heads"], image_size=vision["image_size"], patch_size=vision["patch_size"],
-            layer_norm_eps=1e-6, hidden_act="gelu", attention_dropout=0.0,
+            hidden_size=vision["width"],
+            intermediate_size=4 * vision["width"],
+            num_hidden_layers=vision["layers"],
+            num_attention_heads=vision["heads"],
+            image_size=vision["image_size"],
+            patch_size=vision["patch_size"],
+            layer_norm_eps=1e-6,
+            hidden_act="gelu",
+            attention_dropout=0.0,
+            initializer_range=vision.get("initializer_range", 1e-10),
         )
         text_config = BlipTextConfig(
-            vocab_size=med_config["vocab_size"], hidden_size=med_config["hidden_size"],
-            encoder_hidden_size=vision["width"], intermediate_size=med_config["intermediate_size"],
-            num_hidden_layers=med_config["num_hidden_layers"], num_attention_heads=med_config["num_attention_heads"],
+            vocab_size=med_config["vocab_size"],
+            hidden_size=med_config["hidden_size"],
+            encoder_hidden_size=vision["width"],
+            intermediate_size=med_config["intermediate_size"],
+            num_hidden_layers=med_config["num_hidden_layers"],
+            num_attention_heads=med_config["num_attention_heads"],
             max_position_embeddings=med_config["max_position_embeddings"],
-            hidden_act=med_config.get("hidden_act", "gelu"), layer_norm_eps=med_config.get("layer_norm_eps", 1e-12),
-            pad_token_id=med_config.get("pad_token_id", 0), is_decoder=True,
+            hidden_act=med_config.get("hidden_act", "gelu"),
+            layer_norm_eps=med_config.get("layer_norm_eps", 1e-12),
+            pad_token_id=med_config.get("pad_token_id", 0),
+            bos_token_id=None,
+            sep_token_id=None,
+            is_decoder=True,
+            initializer_range=med_config.get("initializer_range", 0.02),
         )
         text_config._attn_implementation = "eager"
         self.image_size = vision["image_size"]
@@ -145,8 +173,12 @@ class ImageRewardModel(nn.Module):
     def forward(self, pixel_values: Tensor, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         image_embeds = self.visual_encoder(pixel_values=pixel_values).last_hidden_state
         text_output = self.text_encoder(
-            input_ids=input_ids, attention_mask=attention_mask, encoder_hidden_states=image_embeds,
-            encoder_attention_mask=torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=image_embeds.device),
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            encoder_hidden_states=image_embeds,
+            encoder_attention_mask=torch.ones(
+                image_embeds.shape[:-1], dtype=torch.long, device=image_embeds.device
+            ),
             is_decoder=False,
         )
         raw = self.mlp(text_output.last_hidden_state[:, 0].float()).squeeze(-1)
@@ -160,40 +192,51 @@ def vision_dims_from_state_dict(state_dict: dict[str, Tensor], heads: int | None
         patch_size = state_dict["blip.visual_encoder.patch_embed.proj.weight"].shape[-1]
         num_positions = state_dict["blip.visual_encoder.pos_embed"].shape[1]
     except KeyError as error:
-        raise RewardWeightsError(f"not an ImageReward checkpoint: missing {error}. Download it with:\n"
-                                 f"    {IMAGE_REWARD_DOWNLOAD}") from error
-    layer_ids = {int(m.group(1)) for k in state_dict if (m := re.match(r"blip\.visual_encoder\.blocks\.(\d+)\.", k))}
+        raise RewardWeightsError(
+            f"not an ImageReward checkpoint: missing {error}. Download it with:\n    {IMAGE_REWARD_DOWNLOAD}"
+        ) from error
+    layer_ids = {
+        int(m.group(1)) for k in state_dict if (m := re.match(r"blip\.visual_encoder\.blocks\.(\d+)\.", k))
+    }
     grid = round((num_positions - 1) ** 0.5)
-    return {"width": width, "layers": len(layer_ids), "heads": heads or max(1, width // 64),
-            "patch_size": patch_size, "image_size": grid * patch_size}
+    return {
+        "width": width,
+        "layers": len(layer_ids),
+        "heads": heads or max(1, width // 64),
+        "patch_size": patch_size,
+        "image_size": grid * patch_size,
+    }
 
 
-def load_image_reward_model(checkpoint: str | Path = IMAGE_REWARD_CHECKPOINT,
-                            med_config: str | Path = IMAGE_REWARD_MED_CONFIG,
-                            vision_heads: int | None = None) -> ImageRewardModel:
+def load_image_reward_model(
+    checkpoint: str | Path = IMAGE_REWARD_CHECKPOINT,
+    med_config: str | Path = IMAGE_REWARD_MED_CONFIG,
+    vision_heads: int | None = None,
+) -> ImageRewardModel:
     """Build our module from ``med_config.json`` + the checkpoint's shapes and load ``ImageReward.pt``.
 
     Every published key is mapped (``PUBLISHED_KEY_RULES``); a weight of our module that the file
     does not provide is an error, an unknown extra key a warning.
     """
     state_dict = load_checkpoint(checkpoint, "ImageReward checkpoint", IMAGE_REWARD_DOWNLOAD)
-    state_dict = state_dict.get("state_dict", state_dict) if isinstance(state_dict, dict) else state_dict
+    if not isinstance(state_dict, dict):
+        raise RewardWeightsError(f"'{checkpoint}' is not a state dict. Download it with:\n    {IMAGE_REWARD_DOWNLOAD}")
+    state_dict = state_dict.get("state_dict", state_dict)
     config_path = require_path(med_config, "ImageReward med_config.json", IMAGE_REWARD_DOWNLOAD)
     med = json.loads(Path(config_path).read_text())
     model = ImageRewardModel(med, vision_dims_from_state_dict(state_dict, vision_heads))
-    mapped, unknown = {}, []
-    for key, value in state_dict.items():
-        if IGNORED_PUBLISHED_KEYS.search(key):
-            continue
-        ours = published_to_ours(key)
-        (unknown.append(key) if ours is None else mapped.__setitem__(ours, value))
+    kept = {key: value for key, value in state_dict.items() if not IGNORED_PUBLISHED_KEYS.search(key)}
+    mapped = {published_to_ours(key): value for key, value in kept.items() if published_to_ours(key)}
+    unknown = [key for key in kept if published_to_ours(key) is None]
     try:
         missing, unexpected = model.load_state_dict(mapped, strict=False)
     except RuntimeError as error:
         raise RewardWeightsError(f"'{checkpoint}' does not match '{med_config}': {error}") from error
     if missing:
-        raise RewardWeightsError(f"'{checkpoint}' lacks {len(missing)} ImageReward weights (e.g. {missing[:3]}). "
-                                 f"Download it with:\n    {IMAGE_REWARD_DOWNLOAD}")
+        raise RewardWeightsError(
+            f"'{checkpoint}' lacks {len(missing)} ImageReward weights (e.g. {missing[:3]}). "
+            f"Download it with:\n    {IMAGE_REWARD_DOWNLOAD}"
+        )
     if unknown or unexpected:
         logger.warning("ImageReward checkpoint: ignoring unknown keys %s", (unknown + list(unexpected))[:5])
     return model.eval()
@@ -215,11 +258,17 @@ class ImageRewardReward(Reward):
 
     input_kind = "image"
 
-    def __init__(self, checkpoint: str | Path = IMAGE_REWARD_CHECKPOINT,
-                 med_config: str | Path = IMAGE_REWARD_MED_CONFIG, tokenizer_dir: str | Path = BERT_TOKENIZER_DIR,
-                 vision_heads: int | None = None, max_length: int = TEXT_MAX_LENGTH,
-                 device: str | torch.device | None = None, batch_size: int = 16,
-                 dtype: str | torch.dtype = "float32") -> None:
+    def __init__(
+        self,
+        checkpoint: str | Path = IMAGE_REWARD_CHECKPOINT,
+        med_config: str | Path = IMAGE_REWARD_MED_CONFIG,
+        tokenizer_dir: str | Path = BERT_TOKENIZER_DIR,
+        vision_heads: int | None = None,
+        max_length: int = TEXT_MAX_LENGTH,
+        device: str | torch.device | None = None,
+        batch_size: int = 16,
+        dtype: str | torch.dtype = "float32",
+    ) -> None:
         super().__init__(device=device, batch_size=batch_size)
         self.dtype = resolve_dtype(dtype)
         self.model = load_image_reward_model(checkpoint, med_config, vision_heads)
@@ -232,7 +281,9 @@ class ImageRewardReward(Reward):
 
     def score_batch(self, images: Tensor, prompts: list[str]) -> Tensor:
         pixels = preprocess_images(images, self.model.image_size)
-        text = self.tokenizer(prompts, padding="max_length", truncation=True, max_length=self.max_length,
-                              return_tensors="pt")
-        return self.model(pixels.to(self.dtype), text["input_ids"].to(self.device),
-                          text["attention_mask"].to(self.device))
+        text = self.tokenizer(
+            prompts, padding="max_length", truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
+        return self.model(
+            pixels.to(self.dtype), text["input_ids"].to(self.device), text["attention_mask"].to(self.device)
+        )

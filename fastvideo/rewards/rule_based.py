@@ -47,7 +47,9 @@ class _JpegSizeReward(Reward):
     input_kind = "image"
     sign = 1.0
 
-    def __init__(self, quality: int = 95, device: str | torch.device | None = "cpu", batch_size: int = 64) -> None:
+    def __init__(
+        self, quality: int = 95, device: str | torch.device | None = "cpu", batch_size: int = 64
+    ) -> None:
         super().__init__(device="cpu", batch_size=batch_size)  # PIL encodes on the CPU
         self.quality = quality
 
@@ -81,7 +83,9 @@ class ShapesVerifierReward(Reward):
     input_kind = "image"
     modes = ("score", "binary")
 
-    def __init__(self, mode: str = "score", device: str | torch.device | None = "cpu", batch_size: int = 256) -> None:
+    def __init__(
+        self, mode: str = "score", device: str | torch.device | None = "cpu", batch_size: int = 256
+    ) -> None:
         if mode not in self.modes:
             raise ValueError(f"unknown shapes_verifier mode {mode!r}; expected one of {self.modes}")
         super().__init__(device="cpu", batch_size=batch_size)

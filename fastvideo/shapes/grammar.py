@@ -119,7 +119,8 @@ def _all_prompts_cached() -> tuple[Prompt, ...]:
 
 
 def all_prompts() -> list[Prompt]:
-    """The full prompt space in a fixed order (skill blocks in SKILLS order except pairs interleaved)."""
+    """The full prompt space in a fixed order: single, counting, the two-object prompts ("and";
+    two_objects and color_binding interleaved), position."""
     return list(_all_prompts_cached())
 
 
@@ -174,23 +175,26 @@ def vocabulary() -> list[str]:
     return sorted(words)
 
 
+@functools.lru_cache(maxsize=16)
+def _prompts_by_skill(split: str, split_seed: int) -> dict[str, tuple[Prompt, ...]]:
+    if split == "all":
+        pool = _all_prompts_cached()
+    elif split in ("train", "heldout"):
+        pool = _splits_cached(split_seed)[0 if split == "train" else 1]
+    else:
+        raise ValueError(f"unknown split {split!r}; expected 'train', 'heldout' or 'all'")
+    return {name: tuple(p for p in pool if p.skill == name) for name in SKILLS}
+
+
 def sample_prompts(
     n: int, rng: np.random.Generator, split: str = "train", skill: str | None = None, seed: int = 0
 ) -> list[Prompt]:
     """Draw ``n`` prompts with replacement from ``split`` ("train", "heldout" or "all").
 
     With ``skill=None`` the skill is drawn uniformly first (position prompts would otherwise be 75% of
-    the draws), then a prompt uniformly within that skill. ``seed`` selects the split.
+    the draws), then a prompt uniformly within that skill. ``seed`` selects the split (as in prompt_splits).
     """
-    if split == "all":
-        pool = list(_all_prompts_cached())
-    elif split in ("train", "heldout"):
-        pool = list(_splits_cached(seed)[0 if split == "train" else 1])
-    else:
-        raise ValueError(f"unknown split {split!r}; expected 'train', 'heldout' or 'all'")
-    by_skill: dict[str, list[Prompt]] = {name: [] for name in SKILLS}
-    for prompt in pool:
-        by_skill[prompt.skill].append(prompt)
+    by_skill = _prompts_by_skill(split, seed)
     if skill is not None and skill not in SKILLS:
         raise ValueError(f"unknown skill {skill!r}; expected one of {SKILLS}")
     skills = [skill] if skill is not None else [name for name in SKILLS if by_skill[name]]

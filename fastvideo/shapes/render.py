@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastvideo.shapes.grammar import BACKGROUND, COLORS, RELATIONS, Claim, parse_prompt
+from fastvideo.shapes.grammar import BACKGROUND, COLORS, Claim, parse_prompt
 
 MIN_SIZE_FRAC = 12 / 64
 MAX_SIZE_FRAC = 20 / 64
@@ -47,8 +47,12 @@ class Shape:
 
 
 def relation_holds(
-    first: tuple[float, float], second: tuple[float, float], relation: str, image_size: int,
-    min_offset_frac: float = 0.1, min_cosine: float = 0.5,
+    first: tuple[float, float],
+    second: tuple[float, float],
+    relation: str,
+    image_size: int,
+    min_offset_frac: float = 0.1,
+    min_cosine: float = 0.5,
 ) -> bool:
     """Whether the point ``first`` is ``relation`` of ``second`` (image y grows downwards).
 
@@ -89,8 +93,14 @@ def _scene_satisfies(shapes: list[Shape], claims: list[Claim], size: int) -> boo
             continue
         first = next(s for s in shapes if (s.color, s.kind) == claim.key)
         second = next(s for s in shapes if (s.color, s.kind) == claim.relative_to)
-        if not relation_holds(first.centroid, second.centroid, claim.relation, size,
-                              RELATION_MIN_OFFSET_FRAC, RELATION_MIN_COSINE):
+        if not relation_holds(
+            first.centroid,
+            second.centroid,
+            claim.relation,
+            size,
+            RELATION_MIN_OFFSET_FRAC,
+            RELATION_MIN_COSINE,
+        ):
             return False
     return True
 
@@ -119,9 +129,10 @@ def shape_alpha(shape: Shape, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     """
     half = shape.size / 2.0
     if shape.kind == "square":
-        return _coverage_1d(ys, shape.cy - half, shape.cy + half)[:, None] * _coverage_1d(
-            xs, shape.cx - half, shape.cx + half
-        )[None, :]
+        return (
+            _coverage_1d(ys, shape.cy - half, shape.cy + half)[:, None]
+            * _coverage_1d(xs, shape.cx - half, shape.cx + half)[None, :]
+        )
     if shape.kind == "circle":
         dist = np.hypot(xs[None, :] - shape.cx, ys[:, None] - shape.cy) - half
         return np.clip(0.5 - dist, 0.0, 1.0)
@@ -155,9 +166,11 @@ def render_scene(shapes: list[Shape], size: int = 64, antialias: bool = True) ->
     return np.rint(canvas).astype(np.uint8)
 
 
-def render_prompt(prompt_text: str, rng: np.random.Generator, size: int = 64, antialias: bool = True) -> np.ndarray:
+def render_prompt(
+    prompt_text: str, rng: np.random.Generator, size: int = 64, antialias: bool = True
+) -> np.ndarray:
     """Sample a scene for the prompt and render it: uint8 (size, size, 3)."""
     return render_scene(sample_scene(prompt_text, rng, size), size, antialias)
 
 
-__all__ = ["Shape", "RELATIONS", "relation_holds", "sample_scene", "render_scene", "render_prompt", "shape_alpha"]
+__all__ = ["Shape", "relation_holds", "sample_scene", "render_scene", "render_prompt", "shape_alpha"]

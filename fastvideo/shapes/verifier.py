@@ -1,22 +1,30 @@
 """Rule-based verifier of the shapes world: detect coloured shapes, check a prompt's claims.
 
-Detection (thresholds are module constants, documented in README.md):
+Detection (thresholds are the module constants below; README.md gives the rationale):
 
-1. Each pixel goes to the nearest of the palette colours and the background; it is kept as a colour
-   pixel only when that colour is within COLOR_TOLERANCE (RGB distance in [0, 1] units). Blurred rims
-   and off-palette noise are therefore ignored rather than mislabelled.
-2. Connected components (8-connectivity) per colour give candidate shapes.
-3. Each component gets a soft coverage map: the pixel's projection onto the colour-background axis
-   (normalised by the component's median interior value), inside the component grown by
-   SUPPORT_RADIUS px and outside other components; values below NOISE_FLOOR are zeroed. Soft
-   coverage makes area, centroid and moments nearly invariant to blur and anti-aliasing.
-4. Components with soft area < MIN_AREA_FRAC * H * W are dropped (specks).
-5. Kind from moments of the soft map (robust at 32 px where bounding-box fill ratios are not):
-   vertical skewness <= TRIANGLE_MAX_SKEW (mass concentrated low, apex up) -> triangle; otherwise
-   the separability ratio E[x^2 y^2] / (E[x^2] E[y^2]) (1 for a square at any blur, 2/3 for a disc)
-   >= SQUARE_MIN_SEPARABILITY -> square, else circle. Elongated blobs (second-moment aspect ratio
-   outside ASPECT_RANGE after normalising by the kind's own ratio) and shapes with an implausible
-   fill ratio area / (max column mass * max row mass) are "other".
+1. Pixel colours. Each pixel is explained as background + a * (colour - background) for the
+   palette colour whose segment passes closest; it is a hard colour pixel when a >= HARD_MIN_COVERAGE
+   and the residual is < COLOR_TOLERANCE (RGB in [0, 1]). Blurred rims, off-palette pixels and
+   noise are ignored rather than mislabelled.
+2. Connected components (8-connectivity) of hard pixels, per colour. Every pixel within
+   SUPPORT_RADIUS px of a component is owned by its nearest component (distance transform), so
+   neighbouring shapes never share rim pixels.
+3. Soft coverage of a component: the owned pixels' projection ``a`` on its colour axis (divided by
+   the median interior value when that exceeds 1, i.e. for over-saturated colours), clipped to
+   [0, 1], zeroed below NOISE_FLOOR. Area, centroid and moments of this map hardly change under
+   blur or anti-aliasing.
+4. Components with soft area < MIN_AREA_FRAC * H * W are specks: dropped, and the others measured
+   again without them.
+5. Kind, from moments of the soft map (bounding-box fill ratios alone fail on blurred 6-px shapes):
+   vertical skewness <= TRIANGLE_MAX_SKEW (mass low, apex up) -> triangle; else
+   separability E[x^2 y^2] / (E[x^2] E[y^2]) (1 for a square at any blur, 2/3 for a disc) plus
+   fill = area / (max column mass * max row mass) (1 vs pi/4) >= SQUARE_MIN_SCORE -> square; else
+   circle. A kind whose aspect ratio or fill is implausible (ASPECT_RANGE, FILL_RANGES) is "other".
+
+Claims (score = fraction satisfied): per required (colour, shape) group "exactly count found";
+per relation "every first object is <relation> every second object" (centroid offset along the
+axis >= RELATION_MIN_OFFSET_FRAC * size, direction within 60 degrees of it); "nothing else", i.e.
+no detection (including "other") outside the prompt's (colour, shape) groups.
 """
 
 from __future__ import annotations
@@ -29,12 +37,18 @@ from scipy import ndimage
 from fastvideo.shapes.grammar import BACKGROUND, COLORS, Claim, parse_prompt
 from fastvideo.shapes.render import relation_holds
 
-COLOR_TOLERANCE = 0.30
+COLOR_TOLERANCE = 0.25
+"""Max RGB distance (0-1 units) of a hard pixel from its colour-background segment (palette gap >= 0.52)."""
+HARD_MIN_COVERAGE = 0.6
+MAX_COVERAGE = 1.3
+"""Coverage cap when explaining a pixel: tolerates colours up to 30% more saturated than the palette."""
 MIN_AREA_FRAC = 0.006
+"""Specks: soft area below 0.6% of the image (25 px at 64; the smallest shape is ~70 px)."""
 SUPPORT_RADIUS = 3
 NOISE_FLOOR = 0.15
 TRIANGLE_MAX_SKEW = -0.2
-SQUARE_MIN_SEPARABILITY = 0.9
+SQUARE_MIN_SCORE = 1.77
+"""Square iff separability + fill >= this (square ~2.0, disc ~0.67 + 0.79 = 1.46)."""
 ASPECT_RANGE = (0.7, 1.43)
 TRIANGLE_ASPECT = float(np.sqrt(18.0 / 24.0))
 """sqrt(var_x / var_y) of an upright triangle whose base equals its height."""
@@ -43,8 +57,10 @@ RELATION_MIN_OFFSET_FRAC = 0.1
 RELATION_MIN_COSINE = 0.5
 
 _COLOR_NAMES = tuple(COLORS)
-_CLASS_RGB = np.array([*COLORS.values(), BACKGROUND], dtype=np.float32) / 255.0
+_COLOR_RGB = np.array(list(COLORS.values()), dtype=np.float32) / 255.0
 _BACKGROUND_RGB = np.array(BACKGROUND, dtype=np.float32) / 255.0
+_AXES = _COLOR_RGB - _BACKGROUND_RGB
+_AXES_NORM2 = (_AXES * _AXES).sum(-1)
 _FULL_3X3 = np.ones((3, 3), dtype=bool)
 
 
@@ -57,6 +73,8 @@ class Detection:
     kind: str
     centroid: tuple[float, float]
     area: float
+    features: dict[str, float] = field(default_factory=dict, repr=False)
+    """Moment features used for the kind (see shape_features)."""
 
 
 @dataclass
@@ -73,8 +91,9 @@ class Verdict:
 
 def to_hwc_float(image) -> np.ndarray:
     """HWC uint8 (0-255) or CHW / HWC float in [0, 1] (numpy or torch) -> float32 HWC in [0, 1]."""
-    if hasattr(image, "detach"):
-        image = image.detach().float().cpu().numpy()
+    if hasattr(image, "detach"):  # torch tensor: keep uint8, anything else (bf16, fp16, ...) to fp32
+        tensor = image.detach().cpu()
+        image = tensor.numpy() if str(tensor.dtype) == "torch.uint8" else tensor.float().numpy()
     array = np.asarray(image)
     if array.ndim != 3:
         raise ValueError(f"expected a single image with 3 dims, got shape {array.shape}")
@@ -88,15 +107,26 @@ def to_hwc_float(image) -> np.ndarray:
 
 
 def classify_pixels(image: np.ndarray) -> np.ndarray:
-    """Per-pixel colour index into COLORS, or -1 for background / unclassifiable pixels."""
-    dist2 = ((image[:, :, None, :] - _CLASS_RGB[None, None]) ** 2).sum(-1)
-    nearest = dist2.argmin(-1)
-    near_enough = np.take_along_axis(dist2, nearest[..., None], -1)[..., 0] < COLOR_TOLERANCE**2
-    is_color = (nearest < len(_COLOR_NAMES)) & near_enough
-    return np.where(is_color, nearest, -1)
+    """Per-pixel colour index into COLORS (-1: background or unclassifiable), float HWC input.
+
+    Each pixel is explained as ``background + a * (colour - background)`` for the colour whose
+    segment passes closest; it is a colour pixel when ``a >= HARD_MIN_COVERAGE`` and the residual
+    is below COLOR_TOLERANCE.
+    """
+    diff = image - _BACKGROUND_RGB
+    along = diff @ _AXES.T
+    coverage = np.clip(along / _AXES_NORM2, 0.0, MAX_COVERAGE)
+    residual2 = (diff * diff).sum(-1, keepdims=True) - 2.0 * coverage * along + coverage**2 * _AXES_NORM2
+    best = residual2.argmin(-1)
+    best_coverage = np.take_along_axis(coverage, best[..., None], -1)[..., 0]
+    best_residual2 = np.take_along_axis(residual2, best[..., None], -1)[..., 0]
+    is_color = (best_coverage >= HARD_MIN_COVERAGE) & (best_residual2 < COLOR_TOLERANCE**2)
+    return np.where(is_color, best, -1)
 
 
-def _soft_coverage(image: np.ndarray, support: np.ndarray, mask: np.ndarray, color_rgb: np.ndarray) -> np.ndarray:
+def _soft_coverage(
+    image: np.ndarray, support: np.ndarray, mask: np.ndarray, color_rgb: np.ndarray
+) -> np.ndarray:
     """Soft coverage of one component in a window (module docstring, step 3).
 
     ``mask``: the component's colour pixels; ``support``: the pixels it owns.
@@ -150,7 +180,7 @@ def classify_kind(features: dict[str, float]) -> str:
         return "other"
     if features["skew"] <= TRIANGLE_MAX_SKEW:
         kind = "triangle"
-    elif features["separability"] >= SQUARE_MIN_SEPARABILITY:
+    elif features["separability"] + features["fill"] >= SQUARE_MIN_SCORE:
         kind = "square"
     else:
         kind = "circle"
@@ -161,31 +191,56 @@ def classify_kind(features: dict[str, float]) -> str:
     return kind
 
 
-def detect(image) -> list[Detection]:
-    """All shapes in an image (any layout accepted by ``to_hwc_float``)."""
-    pixels = to_hwc_float(image)
-    height, width, _ = pixels.shape
-    ids, colors = _components(classify_pixels(pixels))
+def _measure_components(
+    pixels: np.ndarray, ids: np.ndarray, colors: list[int]
+) -> list[tuple[int, float, dict]]:
+    """(component id, soft area, moment features) for every component of ``ids``."""
     owner = _ownership(ids)
-    min_area = MIN_AREA_FRAC * height * width
-    detections: list[Detection] = []
+    measured = []
     for index, box in enumerate(ndimage.find_objects(owner), start=1):
         if box is None:
             continue
-        support = owner[box] == index
-        color_index = colors[index]
-        coverage = _soft_coverage(pixels[box], support, ids[box] == index, _CLASS_RGB[color_index])
+        mask = ids[box] == index
+        coverage = _soft_coverage(pixels[box], owner[box] == index, mask, _COLOR_RGB[colors[index]])
         area = float(coverage.sum())
-        if area < min_area:
+        if area <= 0:
             continue
         ys, xs = np.mgrid[box[0], box[1]].astype(np.float32) + 0.5
-        features = shape_features(coverage, area, xs, ys)
-        centroid = (features["cx"], features["cy"])
-        detections.append(Detection(_COLOR_NAMES[color_index], classify_kind(features), centroid, area))
-    return detections
+        measured.append((index, area, shape_features(coverage, area, xs, ys)))
+    return measured
 
 
-def _check_claims(claims: list[Claim], detections: list[Detection], image_size: int) -> list[tuple[str, bool]]:
+def detect(image) -> list[Detection]:
+    """All shapes in an image (any layout accepted by ``to_hwc_float``).
+
+    Components whose soft area is below the speck threshold are removed and the survivors measured
+    again, so that specks do not claim the blurred rims of real shapes.
+    """
+    pixels = to_hwc_float(image)
+    height, width, _ = pixels.shape
+    ids, colors = _components(classify_pixels(pixels))
+    min_area = MIN_AREA_FRAC * height * width
+    measured = _measure_components(pixels, ids, colors)
+    kept = [index for index, area, _ in measured if area >= min_area]
+    if len(kept) < len(measured):
+        ids = np.where(np.isin(ids, kept), ids, 0)
+        measured = _measure_components(pixels, ids, colors)
+    return [
+        Detection(
+            _COLOR_NAMES[colors[index]],
+            classify_kind(features),
+            (features["cx"], features["cy"]),
+            area,
+            features,
+        )
+        for index, area, features in measured
+        if area >= min_area
+    ]
+
+
+def _check_claims(
+    claims: list[Claim], detections: list[Detection], image_size: int
+) -> list[tuple[str, bool]]:
     """Evaluate count claims, relation claims and the "nothing else" claim."""
     results: list[tuple[str, bool]] = []
     by_key: dict[tuple[str, str], list[Detection]] = {}
@@ -193,15 +248,24 @@ def _check_claims(claims: list[Claim], detections: list[Detection], image_size: 
         by_key.setdefault((det.color, det.kind), []).append(det)
     for claim in claims:
         found = len(by_key.get(claim.key, []))
-        results.append((f"exactly {claim.count} {claim.color} {claim.shape} (found {found})", found == claim.count))
+        results.append(
+            (f"exactly {claim.count} {claim.color} {claim.shape} (found {found})", found == claim.count)
+        )
     for claim in claims:
         if claim.relation is None:
             continue
         firsts, seconds = by_key.get(claim.key, []), by_key.get(claim.relative_to, [])
         holds = bool(firsts and seconds) and all(
-            relation_holds(a.centroid, b.centroid, claim.relation, image_size,
-                           RELATION_MIN_OFFSET_FRAC, RELATION_MIN_COSINE)
-            for a in firsts for b in seconds
+            relation_holds(
+                a.centroid,
+                b.centroid,
+                claim.relation,
+                image_size,
+                RELATION_MIN_OFFSET_FRAC,
+                RELATION_MIN_COSINE,
+            )
+            for a in firsts
+            for b in seconds
         )
         other = " ".join(claim.relative_to)
         results.append((f"{claim.color} {claim.shape} {claim.relation} {other}", holds))

@@ -23,6 +23,8 @@ class PromptSource:
 
             self.cache = EmbeddingCache(cfg.data.embeddings_dir, cfg.model)
             self.prompts = list(self.cache.prompts)
+            if hasattr(adapter, "load_cache_extras"):
+                adapter.load_cache_extras(self.cache.extras)  # e.g. SD's empty-prompt embedding for CFG
         else:
             from fastvideo.data.prompts import read_prompt_file
 

@@ -79,7 +79,7 @@ def run_update(rollout: Rollout, advantages: torch.Tensor, predict: Callable, sa
                 loss, metrics = micro_batch_loss(mb, rollout, advantages, predict, sampler, settings,
                                                  reference_predict)
                 (loss * (len(mb) / len(chunk))).backward()
-            for key, value in {"loss": loss, **metrics}.items():
+            for key, value in {"loss": loss.detach(), **metrics}.items():
                 if key == "ratio_max":
                     sums[key] = max(sums.get(key, float("-inf")), float(value))
                     counts[key] = 1

@@ -1,0 +1,33 @@
+"""The reward zoo: one small class per reward behind ``Reward`` (base.py), a registry and ``RewardSet``.
+
+Registered rewards: brightness, jpeg_compressibility, jpeg_incompressibility, shapes_verifier,
+hps (HPS-v2.1), pickscore, clip_score, image_reward. Importing this package never imports
+open_clip or transformers; each model-based reward imports them in its constructor.
+See fastvideo/rewards/README.md for the weights each reward needs and where they go.
+"""
+
+from fastvideo.rewards import clip_scores, hps, image_reward, rule_based  # noqa: F401  (registers rewards)
+from fastvideo.rewards.base import (
+    Reward,
+    RewardWeightsError,
+    RewardWeightsNotFoundError,
+    ThresholdReward,
+    available_rewards,
+    build_reward,
+    register_reward,
+    resolve_device,
+)
+from fastvideo.rewards.reward_set import RewardSet, RewardTerm
+
+__all__ = [
+    "Reward",
+    "RewardSet",
+    "RewardTerm",
+    "RewardWeightsError",
+    "RewardWeightsNotFoundError",
+    "ThresholdReward",
+    "available_rewards",
+    "build_reward",
+    "register_reward",
+    "resolve_device",
+]

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Pretrain the shapes-world pipelines on the CPU and evaluate them on held-out prompts.
+#
+#   bash scripts/pretrain/pretrain_shapes.sh [extra args for fastvideo.pretrain.shapes, e.g. --smoke]
+#
+# Writes assets/shapes/{flux,sd} (stock diffusers pipelines) and their eval.json; training states and
+# periodic pipeline snapshots go to outputs/pretrain_shapes (resumable: rerun the same command).
+# Pick another snapshot with: python -m fastvideo.pretrain.shapes --ship flux:<step>
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+PYTHON=${PYTHON:-python}
+OUTPUT_DIR=${OUTPUT_DIR:-assets/shapes}
+
+"$PYTHON" -m fastvideo.pretrain.shapes --stage all --output_dir "$OUTPUT_DIR" --seed 0 "$@"
+for model in flux sd; do
+    if [ -d "$OUTPUT_DIR/$model" ]; then
+        "$PYTHON" -m fastvideo.pretrain.evaluate --model_dir "$OUTPUT_DIR/$model" --num 400 --steps 16
+    fi
+done

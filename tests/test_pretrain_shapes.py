@@ -1,0 +1,140 @@
+"""Pretraining of the shapes pipelines: tokenizers, plumbing (tiny smoke run) and the shipped assets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fastvideo.pretrain.common import StageOptions, lr_factor
+from fastvideo.pretrain.components import T5_MAX_LENGTH, build_clip_tokenizer, build_t5_tokenizer, rope_axes
+from fastvideo.pretrain.data import scene_batch
+from fastvideo.pretrain.evaluate import heldout_prompts, proportion, summarize
+from fastvideo.pretrain.train_flux import sample_flow_time
+from fastvideo.shapes.grammar import prompt_splits, vocabulary
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets" / "shapes"
+
+
+def test_clip_tokenizer_maps_every_word_to_one_token():
+    tokenizer = build_clip_tokenizer(vocabulary())
+    for word in vocabulary():
+        assert tokenizer.tokenize(word) == [word + "</w>"]
+    ids = tokenizer("a red circle left of a blue square", padding="max_length", max_length=77).input_ids
+    assert ids[0] == tokenizer.bos_token_id and ids[9] == tokenizer.eos_token_id and len(ids) == 77
+
+
+def test_t5_tokenizer_maps_every_word_to_one_piece_and_fits_longest_prompt():
+    tokenizer = build_t5_tokenizer(vocabulary())
+    for word in vocabulary():
+        assert tokenizer.tokenize(word) == ["\u2581" + word]
+    train, heldout = prompt_splits(0)
+    longest = max(len(tokenizer(p.text).input_ids) for p in train + heldout)
+    assert longest <= T5_MAX_LENGTH, "T5_MAX_LENGTH would truncate grammar prompts"
+    assert tokenizer.unk_token_id not in tokenizer("two purple triangles").input_ids
+
+
+def test_rope_axes_sum_to_head_dim():
+    assert rope_axes(64) == (16, 24, 24)
+    assert sum(rope_axes(16)) == 16
+    with pytest.raises(ValueError):
+        rope_axes(20)
+
+
+def test_scene_batch_is_deterministic_and_uses_train_prompts_only():
+    prompts, images = scene_batch(16, seed=3, step=7)
+    prompts_again, images_again = scene_batch(16, seed=3, step=7)
+    assert prompts == prompts_again and torch.equal(images, images_again)
+    assert images.shape == (16, 3, 64, 64) and images.min() >= -1 and images.max() <= 1
+    train_texts = {p.text for p in prompt_splits(0)[0]}
+    many, _ = scene_batch(256, seed=0, step=1)
+    assert set(many) <= train_texts
+    assert scene_batch(16, seed=3, step=8)[0] != prompts
+
+
+def test_lr_schedule_warms_up_then_decays_to_final_fraction():
+    options = StageOptions(steps=100, batch_size=1, lr=1.0, warmup=10, final_lr_fraction=0.1)
+    assert lr_factor(0, options) == pytest.approx(0.1)
+    assert lr_factor(9, options) == pytest.approx(1.0)
+    assert lr_factor(55, options) == pytest.approx(0.55)
+    assert lr_factor(100, options) == pytest.approx(0.1)
+
+
+def test_flow_time_is_shifted_towards_noise():
+    t = sample_flow_time(20000, torch.Generator().manual_seed(0), shift=3.0)
+    assert 0 < t.min() and t.max() < 1
+    assert t.median() == pytest.approx(0.75, abs=0.02)  # shift 3 maps the logit-normal median 0.5 to 0.75
+
+
+def test_summary_reports_per_skill_accuracy_with_standard_error():
+    records = [{"skill": "single", "correct": 1.0, "score": 1.0, "num_detected": 1},
+               {"skill": "single", "correct": 0.0, "score": 0.5, "num_detected": 0},
+               {"skill": "counting", "correct": 0.0, "score": 0.0, "num_detected": 0}]
+    result = summarize(records)
+    assert result["per_skill"]["single"]["acc"] == 0.5
+    assert result["per_skill"]["single"]["se"] == pytest.approx(np.sqrt(0.25 / 2))
+    assert result["overall"]["acc"] == pytest.approx(1 / 3)
+    assert result["overall"]["no_shape_frac"] == pytest.approx(2 / 3)
+    assert proportion([1.0, 1.0])["se"] == 0.0
+
+
+def test_heldout_prompts_are_fixed_and_cover_every_skill():
+    prompts = heldout_prompts(300)
+    assert prompts == heldout_prompts(300)
+    heldout_texts = {p.text for p in prompt_splits(0)[1]}
+    assert {text for text, _ in prompts} <= heldout_texts
+    assert len({skill for _, skill in prompts}) == 5
+
+
+def _sample_flux(directory: Path) -> torch.Tensor:
+    from diffusers import FluxPipeline
+
+    pipe = FluxPipeline.from_pretrained(directory)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe(["a red circle", "two blue squares"], height=64, width=64, num_inference_steps=2,
+                max_sequence_length=T5_MAX_LENGTH, output_type="pt").images
+
+
+def _sample_sd(directory: Path) -> torch.Tensor:
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(directory)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe(["a red circle left of a blue square"], num_inference_steps=2, output_type="pt").images
+
+
+@pytest.mark.slow
+def test_smoke_pretraining_writes_pipelines_that_stock_diffusers_load_and_sample(tmp_path):
+    from fastvideo.pretrain.shapes import main
+
+    out, work = tmp_path / "out", tmp_path / "work"
+    main(["--stage", "all", "--smoke", "--output_dir", str(out), "--work_dir", str(work), "--threads", "1"])
+    assert (work / "vae" / "stats.json").exists() and (work / "flux" / "step_000002").exists()
+    stats = json.loads((work / "vae" / "stats.json").read_text())
+    assert stats["flux_scaling_factor"] > 0 and stats["sd_scaling_factor"] > 0
+    flux_images, sd_images = _sample_flux(out / "flux"), _sample_sd(out / "sd")
+    assert flux_images.shape == (2, 3, 64, 64) and sd_images.shape == (1, 3, 64, 64)
+    assert all(not list(p.rglob("*.bin")) for p in (out / "flux", out / "sd")), "safetensors only"
+    sd_vae_config = json.loads((out / "sd" / "vae" / "config.json").read_text())
+    assert sd_vae_config["scaling_factor"] == pytest.approx(stats["sd_scaling_factor"])
+    flux_vae_config = json.loads((out / "flux" / "vae" / "config.json").read_text())
+    assert flux_vae_config["shift_factor"] == pytest.approx(stats["flux_shift_factor"])
+    # rerunning resumes from the saved state instead of training again
+    main(["--stage", "flux", "--smoke", "--output_dir", str(out), "--work_dir", str(work), "--threads", "1"])
+    assert sorted(p.name for p in (work / "flux").glob("step_*")) == ["step_000002"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (ASSETS / "flux").exists(), reason="shipped shapes pipelines not built")
+def test_shipped_pipelines_load_offline_with_stock_classes_and_sample_64px():
+    total_bytes = sum(p.stat().st_size for p in ASSETS.rglob("*.safetensors"))
+    assert total_bytes <= 30 * 2**20
+    assert not list(ASSETS.rglob("*.bin")), "safetensors only"
+    flux_images = _sample_flux(ASSETS / "flux")
+    assert flux_images.shape == (2, 3, 64, 64) and torch.isfinite(flux_images).all()
+    if (ASSETS / "sd").exists():
+        sd_images = _sample_sd(ASSETS / "sd")
+        assert sd_images.shape == (1, 3, 64, 64) and torch.isfinite(sd_images).all()
