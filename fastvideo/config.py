@@ -23,6 +23,7 @@ import os
 import re
 import sys
 import textwrap
+import tomllib
 import types
 import typing
 from collections.abc import Callable
@@ -35,11 +36,6 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from fastvideo.utils import attribute_docstrings, deep_merge, format_value, yaml_load
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 
 @dataclass

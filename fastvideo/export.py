@@ -33,9 +33,13 @@ def _write(adapter, model, state: dict, out_dir: Path, lora: bool) -> Path:
         from fastvideo.training.lora import lora_state_dict
 
         layers = lora_state_dict(state, model)
-        pipeline_cls = _pipeline_class(adapter)
-        kwarg = "unet_lora_layers" if adapter.paradigm == "diffusion" else "transformer_lora_layers"
-        pipeline_cls.save_lora_weights(str(out_dir), **{kwarg: layers})
+        prefix = "unet" if adapter.paradigm == "diffusion" else "transformer"
+        metadata = _unwrap(model).peft_config["default"].to_dict()  # keeps alpha / rank scaling
+        for key, value in list(metadata.items()):
+            if isinstance(value, set):
+                metadata[key] = sorted(value)
+        _pipeline_class(adapter).save_lora_weights(
+            str(out_dir), **{f"{prefix}_lora_layers": layers, f"{prefix}_lora_adapter_metadata": metadata})
         return out_dir
     clean = type(model).from_config(model.config) if hasattr(model, "config") else None
     if clean is None:
@@ -44,6 +48,12 @@ def _write(adapter, model, state: dict, out_dir: Path, lora: bool) -> Path:
     sub = out_dir / getattr(adapter, "transformer_subfolder", "transformer")
     clean.save_pretrained(str(sub), safe_serialization=True)
     return sub
+
+
+def _unwrap(model):
+    from fastvideo.models.base import unwrap_module
+
+    return unwrap_module(model)
 
 
 def _pipeline_class(adapter):

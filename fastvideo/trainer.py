@@ -20,7 +20,12 @@ from tqdm.auto import tqdm
 
 from fastvideo.config import Config, config_to_dict, save_config
 from fastvideo.distributed import (
-    DistEnv, all_gather_cat, autocast, enable_gradient_checkpointing, init_distributed, shard_model,
+    DistEnv,
+    all_gather_cat,
+    autocast,
+    enable_gradient_checkpointing,
+    init_distributed,
+    shard_model,
 )
 from fastvideo.grpo.advantage import PerPromptStatTracker, group_advantages
 from fastvideo.grpo.rollout import initial_noise, make_sample_ids, rollout, train_step_subsets

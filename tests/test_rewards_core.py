@@ -18,6 +18,7 @@ from fastvideo.rewards import (
     available_rewards,
     build_reward,
     register_reward,
+    resolve_device,
 )
 from fastvideo.rewards.preprocess import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, preprocess_images
 from fastvideo.rewards.reward_set import unique_keys
@@ -67,6 +68,13 @@ def test_registry_lists_builtins_and_rejects_unknown_names():
         assert name in str(error.value)
     with pytest.raises(ValueError, match="already registered"):
         register_reward("brightness")(FixedReward)
+
+
+def test_device_resolution_auto_means_cuda_if_available():
+    expected = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device(None) == resolve_device("auto") == expected
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert build_reward("brightness", device="auto").device == expected
 
 
 def test_brightness_is_mean_pixel_value_and_averages_video_frames():

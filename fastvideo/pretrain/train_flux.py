@@ -15,7 +15,15 @@ import torch
 from diffusers import AutoencoderKL, FluxPipeline
 from transformers import CLIPTokenizer, T5Tokenizer
 
-from fastvideo.pretrain.common import EMA, LossLog, StageOptions, load_state, make_optimizer, optimizer_step, save_state
+from fastvideo.pretrain.common import (
+    EMA,
+    LossLog,
+    StageOptions,
+    load_state,
+    make_optimizer,
+    optimizer_step,
+    save_state,
+)
 from fastvideo.pretrain.components import (
     FLUX_GUIDANCE,
     FLUX_SHIFT,

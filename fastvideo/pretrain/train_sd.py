@@ -14,7 +14,15 @@ import torch
 from diffusers import AutoencoderKL, StableDiffusionPipeline
 from transformers import CLIPTokenizer
 
-from fastvideo.pretrain.common import EMA, LossLog, StageOptions, load_state, make_optimizer, optimizer_step, save_state
+from fastvideo.pretrain.common import (
+    EMA,
+    LossLog,
+    StageOptions,
+    load_state,
+    make_optimizer,
+    optimizer_step,
+    save_state,
+)
 from fastvideo.pretrain.components import (
     IMAGE_SIZE,
     SD_GUIDANCE,

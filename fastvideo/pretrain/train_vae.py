@@ -14,7 +14,15 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKL
 
-from fastvideo.pretrain.common import EMA, LossLog, StageOptions, load_state, make_optimizer, optimizer_step, save_state
+from fastvideo.pretrain.common import (
+    EMA,
+    LossLog,
+    StageOptions,
+    load_state,
+    make_optimizer,
+    optimizer_step,
+    save_state,
+)
 from fastvideo.pretrain.components import IMAGE_SIZE, ModelSizes, build_vae
 from fastvideo.pretrain.data import foreground_weight, scene_batch, step_generator
 from fastvideo.shapes.grammar import BACKGROUND

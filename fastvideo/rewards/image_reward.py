@@ -220,7 +220,9 @@ def load_image_reward_model(
     """
     state_dict = load_checkpoint(checkpoint, "ImageReward checkpoint", IMAGE_REWARD_DOWNLOAD)
     if not isinstance(state_dict, dict):
-        raise RewardWeightsError(f"'{checkpoint}' is not a state dict. Download it with:\n    {IMAGE_REWARD_DOWNLOAD}")
+        raise RewardWeightsError(
+            f"'{checkpoint}' is not a state dict. Download it with:\n    {IMAGE_REWARD_DOWNLOAD}"
+        )
     state_dict = state_dict.get("state_dict", state_dict)
     config_path = require_path(med_config, "ImageReward med_config.json", IMAGE_REWARD_DOWNLOAD)
     med = json.loads(Path(config_path).read_text())

@@ -42,7 +42,8 @@ def jpeg_size_kb(image: Tensor, quality: int = 95) -> float:
 
 
 class _JpegSizeReward(Reward):
-    """sign * JPEG size in kB at quality 95 (DDPO's compressibility rewards)."""
+    """sign * JPEG size in kB at quality 95 (DDPO's compressibility rewards); runs on the CPU (PIL),
+    whatever ``device`` says."""
 
     input_kind = "image"
     sign = 1.0
@@ -77,7 +78,7 @@ class ShapesVerifierReward(Reward):
     """Rule-based compositional reward of the shapes world (``fastvideo.shapes.verifier``).
 
     ``mode="score"``: the fraction of the prompt's claims the image satisfies, in [0, 1];
-    ``mode="binary"``: 1 if every claim holds else 0.
+    ``mode="binary"``: 1 if every claim holds else 0. Runs on the CPU whatever ``device`` says.
     """
 
     input_kind = "image"
