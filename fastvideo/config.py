@@ -78,6 +78,22 @@ class SamplerConfig:
     """Noise level of the SDE (DanceGRPO eta; Flow-GRPO/CPS 'a'); DDIM eta for diffusion models."""
     init_same_noise: bool = True
     """All G samples of a prompt start from the same initial latent."""
+    window_size: int = 0
+    """MixGRPO: steps w sampled with the SDE and trained (a sliding window); 0 = every step SDE (DanceGRPO)."""
+    window_strategy: str = "progressive"
+    """MixGRPO window movement: progressive (l += stride every shift_every iterations) | frozen (l = 0) | random."""
+    window_shift_every: int = 25
+    """MixGRPO tau: iterations between window moves (progressive strategy)."""
+    window_stride: int = 1
+    """MixGRPO s: steps the window moves each time (progressive strategy)."""
+    ode_solver: str = "euler"
+    """Solver of the ODE steps after the window: euler | dpm2 (2nd-order DPM-Solver++, MixGRPO-Flash). Flow models."""
+    flash_ratio: float = 1.0
+    """MixGRPO-Flash: fraction of the post-window steps kept (0.4 Flash, 0.2 Flash*); 1 = no compression."""
+    rollout_guidance_scale: float | None = None
+    """Guidance used in rollout and training (e.g. 1.0 = CFG-free training of a CFG model); None = model.guidance_scale."""
+    eval_num_steps: int = 0
+    """Steps for validation / evaluation sampling (Flow-GRPO trains with fewer); 0 = num_steps."""
 
 
 @dataclass
@@ -489,6 +505,8 @@ def save_config(cfg: Config, path: str | os.PathLike[str]) -> None:
 _CHOICES: dict[str, tuple[str, ...]] = {
     "model.dtype": ("auto", "fp32", "bf16", "fp16"),
     "sampler.sde_type": ("dance", "flow_grpo", "cps", "ode"),
+    "sampler.window_strategy": ("progressive", "frozen", "random"),
+    "sampler.ode_solver": ("euler", "dpm2"),
     "grpo.advantage_scope": ("group", "global"),
     "rewards.aggregation": ("sum", "advantage"),
     "rewards.nan_policy": ("skip", "error"),
@@ -506,6 +524,12 @@ _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("sampler.num_steps", lambda v: v >= 2, "must be >= 2 (the last step is never trained)"),
     ("sampler.shift", lambda v: v > 0, "must be > 0"),
     ("sampler.eta", lambda v: v >= 0, "must be >= 0"),
+    ("sampler.window_size", lambda v: v >= 0, "must be >= 0 (0 = no window)"),
+    ("sampler.window_shift_every", lambda v: v >= 1, "must be >= 1"),
+    ("sampler.window_stride", lambda v: v >= 1, "must be >= 1"),
+    ("sampler.flash_ratio", lambda v: 0 < v <= 1, "must be in (0, 1]"),
+    ("sampler.eval_num_steps", lambda v: v == 0 or v >= 2, "must be 0 (= num_steps) or >= 2"),
+    ("sampler.rollout_guidance_scale", lambda v: v is None or v >= 0, "must be >= 0 or null"),
     ("grpo.group_size", lambda v: v >= 2, "must be >= 2 (advantages need a group)"),
     ("grpo.clip_range", lambda v: v > 0, "must be > 0"),
     ("grpo.adv_clip_max", lambda v: v > 0, "must be > 0"),
@@ -573,6 +597,9 @@ def validate(cfg: Config) -> Config:
         if not ok:
             problems.append(f"{key}: {reason}, got {value!r}")
     problems.extend(_reward_term_problems(cfg.rewards.terms))
+    if cfg.sampler.window_size > cfg.sampler.num_steps - 1:
+        problems.append(f"sampler.window_size: must be <= num_steps - 1 = {cfg.sampler.num_steps - 1} "
+                        f"(the last step is never trained), got {cfg.sampler.window_size}")
     _raise_problems(problems, "")
     return cfg
 

@@ -28,8 +28,10 @@ from fastvideo.distributed import (
     shard_model,
 )
 from fastvideo.grpo.advantage import PerPromptStatTracker, group_advantages
+from fastvideo.grpo.plan import iteration_plan
 from fastvideo.grpo.rollout import initial_noise, make_sample_ids, rollout, train_step_subsets
 from fastvideo.grpo.sampler import DDIMSampler, FlowSampler
+from fastvideo.grpo.window import SlidingWindow
 from fastvideo.training.data import PromptSource, iteration_prompts
 from fastvideo.training.metrics import MetricsLogger, save_grid
 from fastvideo.training.optim import EMA, build_lr_scheduler, build_optimizer
@@ -42,13 +44,14 @@ class NonFiniteRewardError(RuntimeError):
     """A reward was NaN or infinite and rewards.nan_policy is 'error'."""
 
 
-def build_sampler(cfg: Config, adapter):
+def build_sampler(cfg: Config, adapter, num_steps: int | None = None):
     """FlowSampler for rectified-flow adapters, DDIMSampler for diffusion adapters."""
     s = cfg.sampler
+    steps = num_steps or s.num_steps
     if adapter.paradigm == "flow":
-        return FlowSampler.build(s.num_steps, s.shift, s.sde_type, s.eta)
+        return FlowSampler.build(steps, s.shift, s.sde_type, s.eta)
     if adapter.paradigm == "diffusion":
-        return DDIMSampler.build(adapter.alphas_cumprod, s.num_steps, s.eta,
+        return DDIMSampler.build(adapter.alphas_cumprod, steps, s.eta,
                                  final_alpha_cumprod=adapter.final_alpha_cumprod)
     raise ValueError(f"unknown paradigm {adapter.paradigm!r} of adapter {type(adapter).__name__}")
 
@@ -66,6 +69,10 @@ class GRPOTrainer:
         torch.manual_seed(cfg.train.seed)
         self.adapter = adapter if adapter is not None else _build_adapter(cfg, self.env)
         self.sampler = build_sampler(cfg, self.adapter)
+        self.eval_sampler = build_sampler(cfg, self.adapter, cfg.sampler.eval_num_steps or None)
+        s = cfg.sampler
+        self.window = SlidingWindow(s.num_steps, s.window_size, s.window_strategy, s.window_shift_every,
+                                    s.window_stride, cfg.train.seed) if s.window_size > 0 else None
         self.data = PromptSource(cfg, self.adapter, self.env.device)
         self.model = self._prepare_model()
         self.optimizer = build_optimizer(self.model, cfg.train)
@@ -170,13 +177,15 @@ class GRPOTrainer:
         my_prompts = [batch_prompts[q] for q in positions]
         cond = self.data.conditioning(my_prompts)
         ids = make_sample_ids(positions, g)
-        steps = train_step_subsets(ids, self.sampler.num_steps, cfg.grpo.timestep_fraction,
-                                   seed=cfg.train.seed, iteration=it)
+        plan = self.plan(it)
+        steps = train_step_subsets(ids, plan.num_steps, plan.train_fraction, seed=cfg.train.seed, iteration=it,
+                                   candidates=plan.train_candidates)
         init = initial_noise(self.adapter.latent_shape(), ids, seed=cfg.train.seed, iteration=it,
                              same_in_group=cfg.sampler.init_same_noise, device=env.device)
-        with timer("rollout"):
-            ro = rollout(lambda x, t, rows: self._predict(x, t, cond, rows), self.sampler, init, ids, steps,
-                         seed=cfg.train.seed, iteration=it, batch_size=cfg.train.rollout_batch_size)
+        with timer("rollout"), self._rollout_guidance():
+            ro = rollout(lambda x, t, rows: self._predict(x, t, cond, rows), plan.sampler, init, ids, steps,
+                         seed=cfg.train.seed, iteration=it, batch_size=cfg.train.rollout_batch_size,
+                         stochastic_steps=plan.stochastic_steps, dpm_steps=plan.dpm_steps)
         with timer("decode"):
             images = self.decode(ro.final_latents)
         texts = [self.data.prompts[my_prompts[j]] for j in ids.local_prompt.tolist()]
@@ -192,13 +201,41 @@ class GRPOTrainer:
             all_texts = [self.data.prompts[batch_prompts[q]] for q in range(p * env.world_size) for _ in range(g)]
             adv_all = self.advantages(all_total, all_parts, all_texts)
             adv = adv_all[env.rank * len(total):(env.rank + 1) * len(total)]
-            with timer("train"):
-                metrics.update(self._update(ro, adv, cond, ids))
+            with timer("train"), self._rollout_guidance():
+                metrics.update(self._update(ro, adv, cond, ids, plan.sampler))
         metrics.update(timer.as_metrics())
+        metrics.update(self._call_counts(plan, ro))
         metrics["lr"] = self.lr_scheduler.get_last_lr()[0]
         return metrics
 
-    def _update(self, ro, adv, cond, ids) -> dict:
+    def plan(self, iteration: int):
+        """The step plan (SDE / trained / higher-order ODE steps) of ``iteration``."""
+        s = self.cfg.sampler
+        return iteration_plan(self.sampler, self.window, iteration, timestep_fraction=self.cfg.grpo.timestep_fraction,
+                              ode_solver=s.ode_solver, flash_ratio=s.flash_ratio)
+
+    def _call_counts(self, plan, ro) -> dict:
+        """Model calls of this iteration (per rank; SD's CFG doubles the batch, not the calls)."""
+        n, k = ro.train_steps.shape
+        rollout_bs = self.cfg.train.rollout_batch_size or n
+        return {"calls/rollout": plan.num_steps * -(-n // rollout_bs),
+                "calls/train": -(-n * k // self.cfg.train.train_batch_size) * (2 if self.cfg.grpo.kl_coef > 0 else 1)}
+
+    @contextmanager
+    def _rollout_guidance(self):
+        """Use sampler.rollout_guidance_scale (e.g. CFG-free training) during rollout and training."""
+        scale = self.cfg.sampler.rollout_guidance_scale
+        model_cfg = getattr(self.adapter, "model_cfg", None)
+        if scale is None or model_cfg is None:
+            yield
+            return
+        saved, model_cfg.guidance_scale = model_cfg.guidance_scale, scale
+        try:
+            yield
+        finally:
+            model_cfg.guidance_scale = saved
+
+    def _update(self, ro, adv, cond, ids, sampler) -> dict:
         settings = UpdateSettings(self.cfg.grpo.clip_range, self.cfg.train.train_batch_size,
                                   self.cfg.train.updates_per_iteration, self.cfg.train.max_grad_norm,
                                   self.cfg.grpo.kl_coef)
@@ -208,7 +245,7 @@ class GRPOTrainer:
                 self.model.set_requires_gradient_sync(last)
                 return _Null()
         return run_update(ro, adv, lambda x, t, rows: self._predict(x, t, cond, ids.local_prompt[rows]),
-                          self.sampler, self.model, self.optimizer, self.lr_scheduler, settings,
+                          sampler, self.model, self.optimizer, self.lr_scheduler, settings,
                           reference_predict=self._reference_predict(cond, ids),
                           on_step=(lambda: self.ema.update(self.model)) if self.ema else None,
                           sync_context=sync)
@@ -279,7 +316,7 @@ class GRPOTrainer:
         init = initial_noise(self.adapter.latent_shape(), ids, seed=seed, iteration=0, same_in_group=True,
                              device=self.env.device)
         empty = torch.zeros(len(texts), 0, dtype=torch.long)
-        ro = rollout(lambda x, t, rows: self._predict(x, t, cond, rows), self.sampler, init, ids, empty,
+        ro = rollout(lambda x, t, rows: self._predict(x, t, cond, rows), self.eval_sampler, init, ids, empty,
                      seed=seed, iteration=0, stochastic_steps=set())
         images = self.decode(ro.final_latents)
         if not self.env.is_main:

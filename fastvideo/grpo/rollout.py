@@ -100,12 +100,14 @@ PredictFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 @torch.no_grad()
 def rollout(predict: PredictFn, sampler, init_latents: torch.Tensor, ids: SampleIds, train_steps: torch.Tensor,
-            *, seed: int, iteration: int, batch_size: int = 0, stochastic_steps: set[int] | None = None) -> Rollout:
+            *, seed: int, iteration: int, batch_size: int = 0, stochastic_steps: set[int] | None = None,
+            dpm_steps: set[int] | None = None) -> Rollout:
     """Run the sampler from ``init_latents`` for all samples, ``batch_size`` samples per model call.
 
     ``predict(latents, timestep (B,), rows (B,))`` returns the model output for the samples whose
     conditioning rows are ``rows``. ``stochastic_steps`` = steps sampled with the SDE (default all
-    but the last); other steps take the ODE. The last step's x0 prediction is the final sample.
+    but the last); other steps take the ODE: first-order Euler, or 2nd-order DPM-Solver++ for the
+    steps in ``dpm_steps`` (MixGRPO-Flash). The last step's x0 prediction is the final sample.
     """
     num, k = train_steps.shape
     s_total = sampler.num_steps
@@ -116,6 +118,8 @@ def rollout(predict: PredictFn, sampler, init_latents: torch.Tensor, ids: Sample
     stored_next = torch.zeros_like(stored_x)
     stored_lp = torch.zeros(num, k, device=x.device)
     final = torch.empty_like(x)
+    dpm_steps = set(dpm_steps or ())
+    prev_x0 = torch.zeros_like(x) if dpm_steps else None
     for i in range(s_total):
         stoch = i in stochastic_steps
         noise = None
@@ -130,6 +134,13 @@ def rollout(predict: PredictFn, sampler, init_latents: torch.Tensor, ids: Sample
             if i == s_total - 1:
                 final[sl] = sampler.pred_x0(i, out, x[sl])
                 continue
+            if i in dpm_steps and not stoch:
+                x_next = sampler.dpm2_step(i, out, x[sl], prev_x0[sl] if i > 0 else None)
+                prev_x0[sl] = sampler.pred_x0(i, out, x[sl])
+                x[sl] = x_next
+                continue
+            if prev_x0 is not None:
+                prev_x0[sl] = sampler.pred_x0(i, out, x[sl])
             res = sampler.step(i, out, x[sl], noise=None if noise is None else noise[sl], stochastic=stoch)
             _store(train_steps[sl], i, x[sl], res, stored_x[sl], stored_next[sl], stored_lp[sl])
             x[sl] = res.prev_sample

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from fastvideo.grpo.dpm import dpm_solver_2m_step
 from fastvideo.grpo.schedule import ddim_schedule, flow_sigmas
 from fastvideo.grpo.sde import StepOutput, ddim_step, flow_step, pred_x0_ddim, pred_x0_flow
 
@@ -56,6 +57,13 @@ class FlowSampler:
             sde_type=self.sde_type if stochastic else "ode", eta=self.eta,
             prev_sample=prev_sample, noise=noise,
         )
+
+    def dpm2_step(self, step: int, model_output, sample, x0_prev=None) -> torch.Tensor:
+        """Deterministic 2nd-order DPM-Solver++(2M) step i -> i+1 (first order without history)."""
+        sig = [float(v) for v in self.sigmas]
+        x0 = self.pred_x0(step, model_output, sample)
+        prev = sig[step - 1] if step > 0 else None
+        return dpm_solver_2m_step(sample, x0, sig[step], sig[step + 1], x0_prev=x0_prev, sigma_prev=prev)
 
     def pred_x0(self, step, model_output, sample) -> torch.Tensor:
         """x0 prediction x - sigma_i * v."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
@@ -101,6 +102,19 @@ def load_state(path: Path, module: torch.nn.Module, ema: EMA, optimizer: torch.o
     optimizer.load_state_dict(state["optimizer"])
     logger.info("resumed from %s at step %d", path, state["step"])
     return int(state["step"])
+
+
+@contextlib.contextmanager
+def quiet_diffusers():
+    """Silence diffusers' warnings (e.g. about casting a whole model to fp16 for storage)."""
+    from diffusers.utils import logging as diffusers_logging
+
+    level = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        diffusers_logging.set_verbosity(level)
 
 
 class LossLog:

@@ -44,13 +44,13 @@ class ModelSizes:
     text_hidden: int = 128
     text_layers: int = 2
     text_heads: int = 4
-    flux_heads: int = 3
-    flux_head_dim: int = 64
+    flux_heads: int = 4
+    flux_head_dim: int = 32
     flux_double_blocks: int = 2
     flux_single_blocks: int = 4
-    unet_channels: tuple[int, ...] = (64, 128, 128)
+    unet_channels: tuple[int, ...] = (32, 64, 128)
     unet_head_dim: int = 32
-    unet_norm_groups: int = 32
+    unet_norm_groups: int = 16
 
 
 FULL = ModelSizes()

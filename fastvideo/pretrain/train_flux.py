@@ -22,6 +22,7 @@ from fastvideo.pretrain.common import (
     load_state,
     make_optimizer,
     optimizer_step,
+    quiet_diffusers,
     save_state,
 )
 from fastvideo.pretrain.components import (
@@ -111,13 +112,14 @@ def save_flux_pipeline(bundle: FluxBundle, vae: AutoencoderKL, tokenizers: tuple
                        directory: Path, dtype: torch.dtype = torch.float16) -> None:
     """A stock FluxPipeline directory (safetensors); diffusers models stored in ``dtype`` (they load as
     fp32 by default), text encoders in fp32 (transformers keeps the stored dtype)."""
-    pipe = FluxPipeline(
-        scheduler=build_flow_scheduler(), vae=copy.deepcopy(vae).to(dtype),
-        text_encoder=copy.deepcopy(bundle.clip).float(), tokenizer=tokenizers[0],
-        text_encoder_2=copy.deepcopy(bundle.t5).float(), tokenizer_2=tokenizers[1],
-        transformer=copy.deepcopy(bundle.transformer).to(dtype),
-    )
-    pipe.save_pretrained(directory, safe_serialization=True)
+    with quiet_diffusers():
+        pipe = FluxPipeline(
+            scheduler=build_flow_scheduler(), vae=copy.deepcopy(vae).to(dtype),
+            text_encoder=copy.deepcopy(bundle.clip).float(), tokenizer=tokenizers[0],
+            text_encoder_2=copy.deepcopy(bundle.t5).float(), tokenizer_2=tokenizers[1],
+            transformer=copy.deepcopy(bundle.transformer).to(dtype),
+        )
+        pipe.save_pretrained(directory, safe_serialization=True)
 
 
 def flux_sampling_kwargs() -> dict:

@@ -21,6 +21,7 @@ from fastvideo.pretrain.common import (
     load_state,
     make_optimizer,
     optimizer_step,
+    quiet_diffusers,
     save_state,
 )
 from fastvideo.pretrain.components import (
@@ -104,12 +105,13 @@ def train_sd(sizes: ModelSizes, options: StageOptions, work_dir: Path, vae: Auto
 def save_sd_pipeline(bundle: SDBundle, vae: AutoencoderKL, tokenizer: CLIPTokenizer, directory: Path,
                      dtype: torch.dtype = torch.float16) -> None:
     """A stock StableDiffusionPipeline directory (no safety checker, no feature extractor)."""
-    pipe = StableDiffusionPipeline(
-        vae=copy.deepcopy(vae).to(dtype), text_encoder=copy.deepcopy(bundle.clip).float(), tokenizer=tokenizer,
-        unet=copy.deepcopy(bundle.unet).to(dtype), scheduler=build_ddim_scheduler(), safety_checker=None,
-        feature_extractor=None, requires_safety_checker=False,
-    )
-    pipe.save_pretrained(directory, safe_serialization=True)
+    with quiet_diffusers():
+        pipe = StableDiffusionPipeline(
+            vae=copy.deepcopy(vae).to(dtype), text_encoder=copy.deepcopy(bundle.clip).float(),
+            tokenizer=tokenizer, unet=copy.deepcopy(bundle.unet).to(dtype), scheduler=build_ddim_scheduler(),
+            safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        )
+        pipe.save_pretrained(directory, safe_serialization=True)
 
 
 def sd_sampling_kwargs() -> dict:

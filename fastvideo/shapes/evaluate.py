@@ -1,0 +1,232 @@
+"""Held-out evaluation of a GRPO policy in the shapes world, before/after grid and run summary.
+
+The policy is sampled exactly as in a rollout but with deterministic (ODE / DDIM eta=0) steps: the
+adapter's ``predict`` driven by the trainer's sampler (same number of steps and shift), with the
+initial noise of prompt ``i`` drawn from ``sample_seed(eval_seed, 0, i, 0, init)``, so the base and the
+fine-tuned model see the same prompts *and* the same noise, whatever the batch size or the number
+of ranks. Prompts: ``num_prompts`` skill-balanced draws from the grammar's held-out split with the
+same seed as ``fastvideo.pretrain.evaluate`` (the model card's evaluation), verified by
+``fastvideo.shapes.verifier.verify``.
+
+Ranks: every rank samples and verifies a contiguous shard of the prompts (padded so that all ranks
+run the same number of forward passes, which FSDP needs), then scores and images are gathered;
+only rank 0 summarises and writes files.
+
+Reported per skill and overall (``fastvideo.pretrain.evaluate.summarize``): binary accuracy ``acc``
+with its binomial standard error ``se``, the mean verifier score and ``no_shape_frac`` (images in which
+the verifier detects no shape at all). Gains come with the standard error of the *paired*
+difference (same prompts and noise): std(correct_final - correct_base) / sqrt(n).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from fastvideo.distributed import DistEnv, all_gather_cat, autocast
+from fastvideo.grpo.rollout import initial_noise, make_sample_ids, rollout
+from fastvideo.models.base import select_cond
+from fastvideo.pretrain.evaluate import EVAL_SEED, heldout_prompts, summarize
+from fastvideo.shapes.grammar import SKILLS
+from fastvideo.shapes.verifier import verify
+from fastvideo.training.metrics import image_grid
+
+
+@dataclass
+class EvalSettings:
+    """What the held-out evaluation samples (identical for the base and the fine-tuned model)."""
+
+    num_prompts: int = 400
+    """Skill-balanced draws from the held-out split (with replacement within a skill)."""
+    seed: int = EVAL_SEED
+    """Seed of the prompt draws and of every image's initial noise."""
+    batch_size: int = 100
+    """Images per forward pass (per rank)."""
+    grid_per_skill: int = 2
+    """Columns of the before/after grid per skill: the first prompts of each skill."""
+
+
+@dataclass
+class EvalResult:
+    """One evaluated policy: per-image records (rank 0: all of them) and the grid's images."""
+
+    records: list[dict]
+    grid_images: torch.Tensor
+    """(K, 3, H, W) in [0, 1], the images of ``grid_indices`` in that order."""
+
+    @property
+    def summary(self) -> dict:
+        return summarize(self.records)
+
+
+def eval_prompts(settings: EvalSettings) -> list[tuple[str, str]]:
+    """The (text, skill) prompts of the evaluation, in order."""
+    return heldout_prompts(settings.num_prompts, settings.seed)
+
+
+def grid_indices(skills: list[str], per_skill: int) -> list[int]:
+    """Positions of the first ``per_skill`` prompts of each skill (in SKILLS order)."""
+    chosen = []
+    for skill in SKILLS:
+        chosen += [i for i, s in enumerate(skills) if s == skill][:per_skill]
+    return chosen
+
+
+def shard(num: int, rank: int, world_size: int) -> tuple[list[int], int]:
+    """Rank's contiguous slice of ``range(num)``, padded by repeating its last index to the common length
+    ceil(num / world_size); returns (indices, number of real ones)."""
+    size = math.ceil(num / world_size)
+    real = list(range(rank * size, min((rank + 1) * size, num)))
+    filler = real[-1:] if real else [num - 1]
+    return real + filler * (size - len(real)), len(real)
+
+
+@contextmanager
+def eval_mode(module: torch.nn.Module):
+    """Put a module in eval mode for the block, restoring its training flag after."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
+
+
+@torch.no_grad()
+def generate(adapter, sampler, texts: list[str], indices: list[int], *, seed: int, batch_size: int,
+             device: torch.device, mixed_precision: str = "auto", progress: tqdm | None = None) -> torch.Tensor:
+    """Deterministic samples (N, 3, H, W) in [0, 1] of ``texts``; sample i's noise depends on ``indices[i]``."""
+    chunks = []
+    for start in range(0, len(texts), batch_size):
+        batch_texts, batch_indices = texts[start:start + batch_size], indices[start:start + batch_size]
+        cond = {k: v.to(device) for k, v in adapter.encode_prompts(batch_texts).items()}
+        ids = make_sample_ids(batch_indices, 1)
+        init = initial_noise(adapter.latent_shape(), ids, seed=seed, iteration=0, same_in_group=True,
+                             device=device)
+
+        def predict(x, t, rows, cond=cond):
+            with autocast(device, mixed_precision):
+                return adapter.predict(x, t.to(x.device), select_cond(cond, rows))
+
+        no_training = torch.zeros(len(batch_texts), 0, dtype=torch.long)
+        result = rollout(predict, sampler, init, ids, no_training, seed=seed, iteration=0,
+                         stochastic_steps=set())
+        chunks.append(adapter.decode(result.final_latents).float().clamp(0, 1).cpu())
+        if progress is not None:
+            progress.update(len(batch_texts))
+    return torch.cat(chunks)
+
+
+def verify_images(images: torch.Tensor, texts: list[str]) -> torch.Tensor:
+    """(N, 3) float tensor of (score, correct, number of detections) per image."""
+    rows = []
+    for image, text in zip(images, texts):
+        verdict = verify(image, text)
+        rows.append([verdict.score, float(verdict.correct), float(verdict.num_detected)])
+    return torch.tensor(rows, dtype=torch.float32).reshape(-1, 3)
+
+
+def evaluate_policy(adapter, sampler, env: DistEnv, settings: EvalSettings, *, mixed_precision: str = "auto",
+                    desc: str = "eval", progress_bar: bool = True) -> EvalResult:
+    """Sample and verify the held-out prompts on all ranks; rank 0 gets every record (others: [])."""
+    prompts = eval_prompts(settings)
+    mine, real = shard(len(prompts), env.rank, env.world_size)
+    texts = [prompts[i][0] for i in mine]
+    bar = tqdm(total=len(mine), desc=desc, unit="img", dynamic_ncols=True,
+               disable=not (env.is_main and progress_bar))
+    with eval_mode(adapter.transformer):
+        images = generate(adapter, sampler, texts, mine, seed=settings.seed, batch_size=settings.batch_size,
+                          device=env.device, mixed_precision=mixed_precision, progress=bar)
+    bar.set_postfix(verifying=len(texts))
+    local = verify_images(images[:real], texts[:real])
+    bar.close()
+    padded = torch.cat([local, torch.full((len(mine) - real, 3), float("nan"))])
+    pixels = (images * 255).round().to(torch.uint8)
+    all_rows = all_gather_cat(padded.to(env.device)).cpu()
+    all_pixels = all_gather_cat(pixels.to(env.device)).cpu()
+    order = [i for r in range(env.world_size) for i in shard(len(prompts), r, env.world_size)[0]]
+    real_rows = ~torch.isnan(all_rows[:, 0])
+    by_index = {order[j]: j for j in range(len(order)) if real_rows[j]}
+    grid = grid_indices([skill for _, skill in prompts], settings.grid_per_skill)
+    grid_images = all_pixels[[by_index[i] for i in grid]].float() / 255.0
+    if not env.is_main:
+        return EvalResult([], grid_images)
+    records = [_record(prompts[i], all_rows[by_index[i]]) for i in range(len(prompts))]
+    return EvalResult(records, grid_images)
+
+
+def _record(prompt: tuple[str, str], row: torch.Tensor) -> dict:
+    return {"text": prompt[0], "skill": prompt[1], "score": float(row[0]), "correct": float(row[1]),
+            "num_detected": int(row[2])}
+
+
+# --------------------------------------------------------------------------------------------- outputs
+
+
+def paired_gain(base: list[dict], final: list[dict]) -> dict:
+    """Accuracy and score gains (final - base) overall and per skill, with paired standard errors."""
+    def block(pairs: list[tuple[dict, dict]]) -> dict:
+        if not pairs:
+            return {"acc": float("nan"), "se": float("nan"), "mean_score": float("nan"), "n": 0}
+        diff = np.array([f["correct"] - b["correct"] for b, f in pairs])
+        score = np.array([f["score"] - b["score"] for b, f in pairs])
+        se = float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else float("nan")
+        return {"acc": float(diff.mean()), "se": se, "mean_score": float(score.mean()), "n": len(diff)}
+
+    pairs = list(zip(base, final))
+    if any(b["text"] != f["text"] for b, f in pairs):
+        raise ValueError("base and final evaluations used different prompts")
+    return {"overall": block(pairs),
+            "per_skill": {skill: block([p for p in pairs if p[0]["skill"] == skill]) for skill in SKILLS}}
+
+
+def build_summary(results: dict[str, EvalResult | None], settings: EvalSettings, extra: dict) -> dict:
+    """summary.json content: one summary per evaluated policy ('base', 'final', 'final_ema') and gains."""
+    summary: dict = {name: (r.summary if r is not None else None) for name, r in results.items()}
+    base = results.get("base")
+    summary["gain"] = {}
+    for name in ("final", "final_ema"):
+        if base is not None and results.get(name) is not None:
+            summary["gain"][name] = paired_gain(base.records, results[name].records)
+    summary["eval"] = {**asdict(settings), "split": "heldout", "sampling": "deterministic (ODE / DDIM eta=0)"}
+    summary.update(extra)
+    return summary
+
+
+def write_records(records: list[dict], path: Path) -> None:
+    """Per-image records as JSON lines."""
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def save_before_after(results: dict[str, EvalResult | None], prompts: list[str], path: Path) -> Path:
+    """Grid PNG: one row per evaluated policy (base, final[, final_ema]), one column per prompt;
+    the row and column legend goes to ``<path>.txt``."""
+    rows = [(name, r.grid_images) for name, r in results.items() if r is not None]
+    images = torch.cat([grid for _, grid in rows])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image_grid(images, len(rows)).save(path)
+    legend = ["rows: " + ", ".join(name for name, _ in rows), "columns:"]
+    legend += [f"  {i}: {text}" for i, text in enumerate(prompts)]
+    path.with_suffix(".txt").write_text("\n".join(legend) + "\n")
+    return path
+
+
+def format_comparison(summary: dict) -> str:
+    """Text table: accuracy ± s.e., mean score and no-shape fraction per skill for each policy."""
+    names = [n for n in ("base", "final", "final_ema") if summary.get(n)]
+    header = f"{'skill':<14}" + "".join(f" {n + ' acc':>18} {'score':>6} {'none':>5}" for n in names)
+    lines = [header]
+    for skill in [*SKILLS, "overall"]:
+        line = f"{skill:<14}"
+        for name in names:
+            stats = summary[name]["overall"] if skill == "overall" else summary[name]["per_skill"][skill]
+            line += f" {stats['acc']:10.3f} ± {stats['se']:.3f} {stats['mean_score']:6.3f} {stats['no_shape_frac']:5.2f}"
+        lines.append(line)
+    return "\n".join(lines)

@@ -1,0 +1,43 @@
+"""The README's debug commands: torchrun with 2 ranks (gloo, FSDP2) on the tiny FLUX and SD configs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fastvideo.config import ConfigError, load_config
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["flux", "sd"])
+def test_debug_config_under_torchrun_writes_run_directory(tmp_path, name):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "fastvideo.train", "--config", f"configs/debug/{name}_tiny.yaml", "--output_dir", str(out),
+           "--train.max_iterations", "2", "--checkpoint.every", "1", "--logging.validation_every", "2",
+           "--logging.progress_bar", "false"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "FORCE_CPU": "1"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in records] == [0, 1]
+    assert all(abs(r["ratio_mean"] - 1) < 1e-5 for r in records)
+    assert load_config(out / "config.yaml").train.max_iterations == 2
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["iter-000001", "iter-000002"]
+    assert (out / "samples" / "iter-000002.png").exists()
+    sub = "unet" if name == "sd" else "transformer"
+    assert (out / "export" / sub / "diffusion_pytorch_model.safetensors").exists()
+
+
+def test_cli_config_errors_exit_with_a_message(tmp_path):
+    cmd = [sys.executable, "-m", "fastvideo.train", "--config", "configs/debug/flux_tiny.yaml",
+           "--output_dir", str(tmp_path), "--grpo.clip_rnge", "0.1"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "grpo.clip_range" in done.stderr and "Traceback" not in done.stderr
+    with pytest.raises(ConfigError, match="group_size"):
+        load_config("configs/debug/flux_tiny.yaml", ["--grpo.group_size", "1"])
