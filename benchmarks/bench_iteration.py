@@ -91,7 +91,8 @@ def make_config(model: str, workdir: Path, reference: bool) -> Config:
     prompt_file.write_text("\n".join(PROMPTS) + "\n")
     cfg.output_dir = str(workdir / ("ref" if reference else "ours"))
     cfg.data.prompt_file = str(prompt_file)
-    cfg.model.name, cfg.model.tiny, cfg.model.height, cfg.model.width = model, True, 64, 64
+    cfg.model.name, cfg.model.tiny = model, True
+    cfg.model.height = cfg.model.width = 32  # the debug configs' size
     cfg.model.guidance_scale = 5.0 if model == "sd" else 3.5
     cfg.sampler.num_steps, cfg.sampler.eta = 10, 1.0 if model == "sd" else 0.3
     cfg.grpo.group_size, cfg.train.prompts_per_iteration = 8, 2

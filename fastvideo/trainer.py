@@ -186,6 +186,7 @@ class GRPOTrainer:
             ro = rollout(lambda x, t, rows: self._predict(x, t, cond, rows), plan.sampler, init, ids, steps,
                          seed=cfg.train.seed, iteration=it, batch_size=cfg.train.rollout_batch_size,
                          stochastic_steps=plan.stochastic_steps, dpm_steps=plan.dpm_steps)
+        self.last_plan, self.last_train_steps = plan, ro.train_steps  # for inspection and tests
         with timer("decode"):
             images = self.decode(ro.final_latents)
         texts = [self.data.prompts[my_prompts[j]] for j in ids.local_prompt.tolist()]

@@ -31,7 +31,7 @@ logger = logging.getLogger("fastvideo.pretrain")
 DEFAULTS: dict[str, StageOptions] = {
     "vae": StageOptions(steps=800, batch_size=16, lr=8e-4, warmup=50, ema_decay=0.99, checkpoint_every=200),
     "flux": StageOptions(steps=1200, batch_size=32, lr=1e-3, warmup=100, ema_decay=0.995, checkpoint_every=200),
-    "sd": StageOptions(steps=1200, batch_size=32, lr=3e-4, warmup=100, ema_decay=0.998),
+    "sd": StageOptions(steps=1500, batch_size=32, lr=5e-4, warmup=100, ema_decay=0.995, checkpoint_every=250),
 }
 
 

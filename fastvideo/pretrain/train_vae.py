@@ -73,7 +73,8 @@ def train_vae(sizes: ModelSizes, options: StageOptions, work_dir: Path) -> Autoe
     factors = latent_factors(model, options.seed)
     model.register_to_config(scaling_factor=factors["flux_scaling_factor"], shift_factor=factors["flux_shift_factor"])
     model.save_pretrained(work_dir / "vae" / "model")
-    factors.update(reconstruction_check(model, options.seed), train_seconds=seconds, steps=options.steps)
+    factors.update(reconstruction_check(model, options.seed), steps=options.steps,
+                   wall_seconds_this_invocation=seconds)
     (work_dir / "vae" / "stats.json").write_text(json.dumps(factors, indent=2))
     return model
 

@@ -227,6 +227,14 @@ def format_comparison(summary: dict) -> str:
         line = f"{skill:<14}"
         for name in names:
             stats = summary[name]["overall"] if skill == "overall" else summary[name]["per_skill"][skill]
-            line += f" {stats['acc']:10.3f} ± {stats['se']:.3f} {stats['mean_score']:6.3f} {stats['no_shape_frac']:5.2f}"
+            line += (f" {_number(stats['acc'], '10.3f')} ± {_number(stats['se'], '.3f')}"
+                     f" {_number(stats['mean_score'], '6.3f')} {_number(stats['no_shape_frac'], '5.2f')}")
         lines.append(line)
     return "\n".join(lines)
+
+
+def _number(value: float | None, spec: str) -> str:
+    """Formatted number, or 'n/a' padded to the same width for a missing (None / NaN) value."""
+    if value is None or not math.isfinite(value):
+        return "n/a".rjust(int(spec.split(".")[0] or 0))
+    return format(value, spec)

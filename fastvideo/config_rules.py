@@ -1,0 +1,136 @@
+"""Validation rules of the run configuration: every invalid value is reported with its field and why."""
+
+
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from fastvideo.config import (  # noqa: F401
+    CheckpointConfig,
+    Config,
+    DataConfig,
+    GRPOConfig,
+    LoggingConfig,
+    ModelConfig,
+    RewardsConfig,
+    RewardTermConfig,
+    SamplerConfig,
+    TrainConfig,
+)
+
+
+class ConfigError(ValueError):
+    """An unknown key, a value of the wrong type or an invalid value in a configuration."""
+
+
+def _raise_problems(problems: list[str], source: str) -> None:
+    if problems:
+        where = f" in {source}" if source else ""
+        raise ConfigError(f"invalid configuration{where}:\n  " + "\n  ".join(problems))
+
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "model.dtype": ("auto", "fp32", "bf16", "fp16"),
+    "sampler.sde_type": ("dance", "flow_grpo", "cps", "ode"),
+    "sampler.window_strategy": ("progressive", "frozen", "random"),
+    "sampler.ode_solver": ("euler", "dpm2"),
+    "grpo.advantage_scope": ("group", "global"),
+    "rewards.aggregation": ("sum", "advantage"),
+    "rewards.nan_policy": ("skip", "error"),
+    "train.mixed_precision": ("auto", "fp32", "bf16"),
+}
+
+_RULES: list[tuple[str, Callable[[Any], bool], str]] = [
+    ("model.name", lambda v: isinstance(v, str) and v.strip() != "", "must be a non-empty string"),
+    ("model.height", lambda v: v > 0, "must be > 0"),
+    ("model.width", lambda v: v > 0, "must be > 0"),
+    ("model.num_frames", lambda v: v >= 1, "must be >= 1"),
+    ("model.lora_rank", lambda v: v >= 0, "must be >= 0 (0 = full fine-tune)"),
+    ("model.lora_alpha", lambda v: v >= 0, "must be >= 0 (0 = alpha equals rank)"),
+    ("model.guidance_scale", lambda v: v >= 0, "must be >= 0"),
+    ("sampler.num_steps", lambda v: v >= 2, "must be >= 2 (the last step is never trained)"),
+    ("sampler.shift", lambda v: v > 0, "must be > 0"),
+    ("sampler.eta", lambda v: v >= 0, "must be >= 0"),
+    ("sampler.window_size", lambda v: v >= 0, "must be >= 0 (0 = no window)"),
+    ("sampler.window_shift_every", lambda v: v >= 1, "must be >= 1"),
+    ("sampler.window_stride", lambda v: v >= 1, "must be >= 1"),
+    ("sampler.flash_ratio", lambda v: 0 < v <= 1, "must be in (0, 1]"),
+    ("sampler.eval_num_steps", lambda v: v == 0 or v >= 2, "must be 0 (= num_steps) or >= 2"),
+    ("sampler.rollout_guidance_scale", lambda v: v is None or v >= 0, "must be >= 0 or null"),
+    ("grpo.group_size", lambda v: v >= 2, "must be >= 2 (advantages need a group)"),
+    ("grpo.clip_range", lambda v: v > 0, "must be > 0"),
+    ("grpo.adv_clip_max", lambda v: v > 0, "must be > 0"),
+    ("grpo.timestep_fraction", lambda v: 0 < v <= 1, "must be in (0, 1]"),
+    ("grpo.kl_coef", lambda v: v >= 0, "must be >= 0"),
+    ("rewards.terms", lambda v: len(v) > 0, "must name at least one reward"),
+    ("train.max_iterations", lambda v: v >= 0, "must be >= 0"),
+    ("train.prompts_per_iteration", lambda v: v >= 1, "must be >= 1"),
+    ("train.rollout_batch_size", lambda v: v >= 0, "must be >= 0 (0 = whole iteration at once)"),
+    ("train.train_batch_size", lambda v: v >= 1, "must be >= 1"),
+    ("train.updates_per_iteration", lambda v: v >= 1, "must be >= 1"),
+    ("train.lr", lambda v: v > 0, "must be > 0"),
+    ("train.weight_decay", lambda v: v >= 0, "must be >= 0"),
+    (
+        "train.adam_betas",
+        lambda v: len(v) == 2 and all(0 <= b < 1 for b in v),
+        "must be two values in [0, 1)",
+    ),
+    ("train.adam_eps", lambda v: v > 0, "must be > 0"),
+    ("train.max_grad_norm", lambda v: v >= 0, "must be >= 0"),
+    ("train.lr_warmup_steps", lambda v: v >= 0, "must be >= 0"),
+    ("train.ema_decay", lambda v: 0 <= v < 1, "must be in [0, 1) (0 disables EMA)"),
+    ("checkpoint.every", lambda v: v >= 0, "must be >= 0"),
+    ("checkpoint.keep_last", lambda v: v >= 1, "must be >= 1"),
+    ("logging.log_every", lambda v: v >= 1, "must be >= 1"),
+    ("logging.validation_every", lambda v: v >= 0, "must be >= 0"),
+    ("output_dir", lambda v: isinstance(v, str) and v != "", "must be a non-empty path"),
+]
+
+
+def _get(cfg: Config, dotted: str) -> Any:
+    value: Any = cfg
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _reward_term_problems(terms: list[RewardTermConfig]) -> list[str]:
+    problems: list[str] = []
+    for index, term in enumerate(terms):
+        key = f"rewards.terms.{index}"
+        if not isinstance(term.name, str) or not term.name.strip():
+            problems.append(f"{key}.name: must be a non-empty reward name, got {term.name!r}")
+        if not isinstance(term.weight, (int, float)) or not math.isfinite(term.weight):
+            problems.append(f"{key}.weight: must be a finite number, got {term.weight!r}")
+        if term.threshold is not None and not math.isfinite(term.threshold):
+            problems.append(f"{key}.threshold: must be a finite number or null, got {term.threshold!r}")
+        if not isinstance(term.kwargs, dict):
+            problems.append(f"{key}.kwargs: must be a mapping, got {term.kwargs!r}")
+    return problems
+
+
+def validate(cfg: Config) -> Config:
+    """Raise one ConfigError listing every invalid value of ``cfg`` (field and reason); return ``cfg``."""
+    problems: list[str] = []
+    for key, choices in _CHOICES.items():
+        if _get(cfg, key) not in choices:
+            problems.append(f"{key}: must be one of {' | '.join(choices)}, got {_get(cfg, key)!r}")
+    for key, is_valid, reason in _RULES:
+        value = _get(cfg, key)
+        try:
+            ok = bool(is_valid(value))
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            problems.append(f"{key}: {reason}, got {value!r}")
+    problems.extend(_reward_term_problems(cfg.rewards.terms))
+    if cfg.sampler.window_size > cfg.sampler.num_steps - 1:
+        problems.append(f"sampler.window_size: must be <= num_steps - 1 = {cfg.sampler.num_steps - 1} "
+                        f"(the last step is never trained), got {cfg.sampler.window_size}")
+    _raise_problems(problems, "")
+    return cfg
+
+
