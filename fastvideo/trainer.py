@@ -260,7 +260,7 @@ class GRPOTrainer:
         if self.cfg.rewards.aggregation == "advantage" and len(parts) > 1:
             from fastvideo.grpo.advantage import aggregate_advantages
 
-            weights = {k: w for k, w in zip(parts, [t.weight for t in self.cfg.rewards.terms])}
+            weights = getattr(self.rewards, "weights", None) or dict(zip(parts, [t.weight for t in self.cfg.rewards.terms]))
             return aggregate_advantages(parts, weights, g.group_size, clip=g.adv_clip_max, scope=g.advantage_scope)
         return group_advantages(total, g.group_size, clip=g.adv_clip_max, scope=g.advantage_scope)
 

@@ -111,7 +111,11 @@ def test_smoke_pretraining_writes_pipelines_that_stock_diffusers_load_and_sample
     from fastvideo.pretrain.shapes import main
 
     out, work = tmp_path / "out", tmp_path / "work"
-    main(["--stage", "all", "--smoke", "--output_dir", str(out), "--work_dir", str(work), "--threads", "1"])
+    threads = torch.get_num_threads()
+    try:
+        main(["--stage", "all", "--smoke", "--output_dir", str(out), "--work_dir", str(work), "--threads", "1"])
+    finally:
+        torch.set_num_threads(threads)
     assert (work / "vae" / "stats.json").exists() and (work / "flux" / "step_000002").exists()
     stats = json.loads((work / "vae" / "stats.json").read_text())
     assert stats["flux_scaling_factor"] > 0 and stats["sd_scaling_factor"] > 0
@@ -123,7 +127,10 @@ def test_smoke_pretraining_writes_pipelines_that_stock_diffusers_load_and_sample
     flux_vae_config = json.loads((out / "flux" / "vae" / "config.json").read_text())
     assert flux_vae_config["shift_factor"] == pytest.approx(stats["flux_shift_factor"])
     # rerunning resumes from the saved state instead of training again
-    main(["--stage", "flux", "--smoke", "--output_dir", str(out), "--work_dir", str(work), "--threads", "1"])
+    try:
+        main(["--stage", "flux", "--smoke", "--output_dir", str(out), "--work_dir", str(work), "--threads", "1"])
+    finally:
+        torch.set_num_threads(threads)
     assert sorted(p.name for p in (work / "flux").glob("step_*")) == ["step_000002"]
 
 

@@ -50,6 +50,7 @@ def _register_builtin() -> None:
 
     register_adapter("flux", FluxAdapter.from_config)
     register_adapter("sd", SDAdapter.from_config)
+    from fastvideo.models import skyreels_i2v  # noqa: F401  (registers "hunyuan" and "skyreels_i2v")
 
 
 _register_builtin()

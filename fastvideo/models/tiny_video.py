@@ -164,7 +164,7 @@ def tiny_video_source(kind: str, seed: int = 0) -> ComponentSource:
     def loader(build: Callable[[], Any]) -> Callable[[torch.dtype | None], Any]:
         def load(dtype: torch.dtype | None) -> Any:
             value = build()
-            if dtype is not None and isinstance(value, nn.Module):
+            if dtype is not None and isinstance(value, nn.Module) and next(value.parameters()).dtype != dtype:
                 value = value.to(dtype)
             return value
         return load

@@ -143,11 +143,12 @@ def build_flux_transformer(sizes: ModelSizes) -> FluxTransformer2DModel:
 
 
 def build_unet(sizes: ModelSizes, latent_size: int) -> UNet2DConditionModel:
+    """SD-style UNet; attention (self + cross) only below full latent resolution, to keep CPU cost low."""
     channels = sizes.unet_channels
     return UNet2DConditionModel(
         sample_size=latent_size, in_channels=LATENT_CHANNELS, out_channels=LATENT_CHANNELS,
-        down_block_types=("CrossAttnDownBlock2D",) * (len(channels) - 1) + ("DownBlock2D",),
-        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (len(channels) - 1),
+        down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (len(channels) - 1),
+        up_block_types=("CrossAttnUpBlock2D",) * (len(channels) - 1) + ("UpBlock2D",),
         block_out_channels=channels, layers_per_block=1, cross_attention_dim=sizes.text_hidden,
         attention_head_dim=sizes.unet_head_dim, norm_num_groups=sizes.unet_norm_groups,
     )

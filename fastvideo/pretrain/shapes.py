@@ -30,8 +30,8 @@ logger = logging.getLogger("fastvideo.pretrain")
 
 DEFAULTS: dict[str, StageOptions] = {
     "vae": StageOptions(steps=800, batch_size=16, lr=8e-4, warmup=50, ema_decay=0.99, checkpoint_every=200),
-    "flux": StageOptions(steps=1200, batch_size=32, lr=1e-3, warmup=100, ema_decay=0.995, checkpoint_every=200),
-    "sd": StageOptions(steps=1500, batch_size=32, lr=5e-4, warmup=100, ema_decay=0.995, checkpoint_every=250),
+    "flux": StageOptions(steps=3000, batch_size=32, lr=1e-3, warmup=100, ema_decay=0.995, checkpoint_every=200),
+    "sd": StageOptions(steps=1000, batch_size=16, lr=5e-4, warmup=100, ema_decay=0.995, checkpoint_every=200),
 }
 
 
