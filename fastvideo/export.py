@@ -69,11 +69,14 @@ def export_trained(trainer, out_dir: str | Path) -> Path | None:
     state = full_state_dict(trainer.model)
     path = _write(trainer.adapter, trainer.model, state, out_dir, lora) if trainer.env.is_main else None
     if trainer.ema is not None:
+        # the (CPU) state dict can share storage with the parameters: write before swapping back
         trainer.ema.swap(trainer.model)
-        ema_state = full_state_dict(trainer.model)
-        trainer.ema.swap(trainer.model)
-        if trainer.env.is_main:
-            _write(trainer.adapter, trainer.model, ema_state, out_dir / "ema", lora)
+        try:
+            ema_state = full_state_dict(trainer.model)
+            if trainer.env.is_main:
+                _write(trainer.adapter, trainer.model, ema_state, out_dir / "ema", lora)
+        finally:
+            trainer.ema.swap(trainer.model)
     barrier()
     if path is not None:
         logger.info("exported trained weights to %s", path)

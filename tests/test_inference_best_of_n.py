@@ -39,7 +39,6 @@ def test_n_values_and_summary_interval():
     assert stats["ci95"] == pytest.approx([3.0 - half, 3.0 + half])
 
 
-@pytest.mark.slow
 def test_best_of_n_cli_curves_start_at_the_plain_mean_and_never_decrease(tmp_path: Path):
     import torch
 

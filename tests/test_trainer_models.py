@@ -90,3 +90,21 @@ def _assert_same_outputs(trainer, module):
         finally:
             trainer.adapter.transformer = policy
     torch.testing.assert_close(theirs, ours, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_ema_export_holds_the_ema_weights(tmp_path):
+    from safetensors.torch import load_file
+
+    from fastvideo.export import export_trained
+
+    trainer = _trainer(_model_config(tmp_path, "flux", train__ema_decay=0.5))
+    trainer.train_iteration()
+    out = export_trained(trainer, tmp_path / "export")
+    policy = load_file(str(out / "diffusion_pytorch_model.safetensors"))
+    ema = load_file(str(tmp_path / "export" / "ema" / "transformer" / "diffusion_pytorch_model.safetensors"))
+    params = dict(trainer.model.named_parameters())
+    for name, shadow in trainer.ema.shadow.items():
+        torch.testing.assert_close(ema[name], shadow)
+        torch.testing.assert_close(policy[name], params[name].detach())
+    assert any(not torch.equal(ema[n], policy[n]) for n in trainer.ema.shadow)

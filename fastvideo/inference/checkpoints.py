@@ -20,6 +20,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,8 +130,10 @@ def apply_checkpoint(adapter: ModelAdapter, checkpoint: str | Path | CheckpointS
     _release_transformer(adapter)
     if spec.kind == "full":
         module = _load_model_folder(spec.path, target)
+    elif spec.kind == "base":
+        module = adapter.source.load(adapter.transformer_subfolder, target)
     else:
-        module = adapter.source.load(adapter.transformer_subfolder, torch.float32)
+        module = adapter.source.load(adapter.transformer_subfolder, torch.float32)  # merge in fp32
         if spec.kind == "lora":
             _load_lora_export(module, spec.path)
         elif spec.kind == "dcp":
@@ -189,7 +192,10 @@ def _dcp_keys(path: Path) -> set[str]:
 
 
 def _load_dcp(adapter: ModelAdapter, module: nn.Module, spec: CheckpointSpec) -> None:
-    """Load a training checkpoint's policy (``model``) or EMA (``ema``) weights into a plain module."""
+    """Load a training checkpoint's policy (``model``) or EMA (``ema``) weights into a plain module.
+
+    ``no_dist``: every rank reads the full weights on its own (no collective, whatever the world size).
+    """
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import (
         StateDictOptions,
@@ -201,17 +207,24 @@ def _load_dcp(adapter: ModelAdapter, module: nn.Module, spec: CheckpointSpec) ->
     _prepare_trainable(adapter, module, spec, keys)
     if spec.which == "policy":
         state = get_model_state_dict(module, options=StateDictOptions(ignore_frozen_params=True))
-        dcp.load({"model": state}, checkpoint_id=str(spec.path))  # every requested key must be there
+        _dcp_load(dcp, {"model": state}, spec.path)  # every requested key must exist
         set_model_state_dict(module, state, options=StateDictOptions(ignore_frozen_params=True, strict=False))
     else:
         if not any(key.startswith("ema.") for key in keys):
             raise KeyError(f"{spec.path} holds no EMA weights (the run had train.ema_decay = 0)")
         params = dict(module.named_parameters())
         shadow = {n: p.detach().clone().float() for n, p in params.items() if p.requires_grad}
-        dcp.load({"ema": shadow}, checkpoint_id=str(spec.path))
+        _dcp_load(dcp, {"ema": shadow}, spec.path)
         with torch.no_grad():
             for name, value in shadow.items():
                 params[name].copy_(value.to(params[name].dtype))
+
+
+def _dcp_load(dcp, state: dict, path: Path) -> None:
+    """DCP load in this process only (no collective), without DCP's 'single process' warning."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        dcp.load(state, checkpoint_id=str(path), no_dist=True)
 
 
 def _prepare_trainable(adapter: ModelAdapter, module: nn.Module, spec: CheckpointSpec, keys: set[str]) -> None:

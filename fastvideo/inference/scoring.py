@@ -59,21 +59,25 @@ def read_records(out_dir: Path) -> dict[int, dict]:
     return records
 
 
-def check_settings(out_dir: Path, settings: dict, overwrite: bool, is_main: bool) -> None:
-    """Refuse to resume with different settings; (re)write eval_config.json (rank 0)."""
+def settings_conflict(out_dir: Path, settings: dict) -> str | None:
+    """Why ``out_dir`` cannot be resumed with ``settings`` (None when it can: same settings or none saved)."""
     path = out_dir / SETTINGS_FILE
-    if path.exists() and not overwrite:
-        saved = json.loads(path.read_text())
-        if saved != json.loads(json.dumps(settings)):
-            changed = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
-            raise ValueError(f"{out_dir} holds scores of different settings ({', '.join(changed)}): "
-                             "use another --output_dir or --overwrite")
-    if is_main:
-        if overwrite:
-            for old in out_dir.glob(SCORES_GLOB):
-                old.unlink()
-        out_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
+    if not path.exists():
+        return None
+    saved = json.loads(path.read_text())
+    if saved == json.loads(json.dumps(settings)):
+        return None
+    changed = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
+    return (f"{out_dir} holds scores of different settings ({', '.join(changed)}): "
+            "use another --output_dir or --overwrite")
+
+
+def save_settings(out_dir: Path, settings: dict, overwrite: bool) -> None:
+    """(Re)write eval_config.json; with ``overwrite`` first delete the earlier scores."""
+    if overwrite:
+        for old in out_dir.glob(SCORES_GLOB):
+            old.unlink()
+    (out_dir / SETTINGS_FILE).write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
 
 
 def _append(path: Path, records: list[dict]) -> None:
@@ -100,6 +104,13 @@ class ScoreJob:
     """Also record the shapes verifier's all-claims-correct flag (per-skill accuracy)."""
 
 
+def reward_labels(rewards) -> list[str]:
+    """Report names of a RewardSet's terms: the reward name, ``name>threshold`` for binary ones (unique)."""
+    from fastvideo.rewards.reward_set import unique_keys
+
+    return unique_keys([term.reward.name for term in rewards.terms])
+
+
 def score_chunk(adapter, rewards, job: ScoreJob, indices: Sequence[int]) -> list[dict]:
     """Sample and score the prompts ``indices`` (all their samples in one batched pass)."""
     n = job.samples_per_prompt
@@ -107,6 +118,7 @@ def score_chunk(adapter, rewards, job: ScoreJob, indices: Sequence[int]) -> list
     seeds = [s for i in indices for s in prompt_seeds(job.seed, i, n)]
     images = sample(adapter, texts, seeds, encodings=PromptEncodings(adapter, texts), **job.sampling)
     _, breakdown = rewards(images, texts)
+    breakdown = dict(zip(reward_labels(rewards), breakdown.values()))
     correct = None
     if job.verify_shapes:
         from fastvideo.shapes.verifier import verify_batch
@@ -181,7 +193,13 @@ class Evaluator:
 
         out_dir, env = Path(out_dir), self.env
         out_dir.mkdir(parents=True, exist_ok=True)
-        check_settings(out_dir, self.settings(entry, job), overwrite, env.is_main)
+        settings = self.settings(entry, job)
+        conflict = None if overwrite else settings_conflict(out_dir, settings)
+        if conflict:
+            raise ValueError(conflict)  # every rank read the same file: all of them stop
+        barrier()
+        if env.is_main:
+            save_settings(out_dir, settings, overwrite)
         barrier()
         todo = pending_prompts(out_dir, job.prompts, env.rank, env.world_size)
         if todo:
