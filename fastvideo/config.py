@@ -46,6 +46,8 @@ class ModelConfig:
     """Module names LoRA adapts; empty = the adapter's default attention projections."""
     gradient_checkpointing: bool = False
     """Activation checkpointing of every transformer block during training."""
+    first_frame_file: str | None = None
+    """Image-to-video: JSON or CSV of (prompt, image path) pairs giving each prompt's first frame."""
 
 
 @dataclass

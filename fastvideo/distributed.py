@@ -59,9 +59,11 @@ def init_distributed(timeout_minutes: int = 30) -> DistEnv:
     return DistEnv(rank, world, local, device)
 
 
-def destroy_distributed() -> None:
+def destroy_distributed(wait: bool = True) -> None:
+    """Tear the process group down (after a barrier unless ``wait`` is false, e.g. after an error)."""
     if dist.is_initialized():
-        dist.barrier()
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()
 
 

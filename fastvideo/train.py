@@ -32,8 +32,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         trainer = GRPOTrainer(cfg, env)
         trainer.train()
-    finally:
-        destroy_distributed()
+    except BaseException:
+        # no barrier on failure: torchrun tears the other ranks down when this one exits non-zero
+        destroy_distributed(wait=False)
+        raise
+    destroy_distributed()
 
 
 if __name__ == "__main__":

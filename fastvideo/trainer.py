@@ -33,7 +33,7 @@ from fastvideo.grpo.rollout import initial_noise, make_sample_ids, rollout, trai
 from fastvideo.grpo.sampler import DDIMSampler, FlowSampler
 from fastvideo.grpo.window import SlidingWindow
 from fastvideo.training.data import PromptSource, iteration_prompts
-from fastvideo.training.metrics import MetricsLogger, save_grid
+from fastvideo.training.metrics import MetricsLogger, save_grid, save_videos
 from fastvideo.training.optim import EMA, build_lr_scheduler, build_optimizer
 from fastvideo.training.update import UpdateSettings, run_update
 
@@ -323,6 +323,8 @@ class GRPOTrainer:
         if not self.env.is_main:
             return None
         path = save_grid(images, 1, self.run_dir / "samples" / f"iter-{self.iteration:06d}.png")
+        if images.ndim == 5:  # videos: also an animation, all validation prompts side by side
+            save_videos(images, path.with_suffix(".gif"))
         self.metrics.log_image(self.iteration, "validation", path)
         return path
 

@@ -200,3 +200,17 @@ def test_run_directory_artifacts(tmp_path):
                 "time/train"):
         assert key in records[0], key
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["iter-000001.png", "iter-000002.png"]
+
+
+def test_video_grid_and_animation(tmp_path):
+    from PIL import Image
+
+    from fastvideo.training.metrics import save_grid, save_videos
+
+    videos = torch.rand(2, 9, 3, 8, 10)
+    grid = save_grid(videos, 1, tmp_path / "grid.png")
+    assert Image.open(grid).size == (8 * 10, 2 * 8)  # one row per video, 8 evenly spaced frames
+    gif = save_videos(videos, tmp_path / "v.gif")
+    with Image.open(gif) as im:
+        assert im.size == (2 * 10, 8) and im.n_frames == 9
+    assert save_videos(videos, tmp_path / "v.mp4").stat().st_size > 0

@@ -88,5 +88,5 @@ class BrightnessRewards:
     """RewardSet-like callable: mean pixel value (total) and its breakdown."""
 
     def __call__(self, images, prompts):
-        r = images.float().mean(dim=(1, 2, 3)).cpu()
+        r = images.float().flatten(1).mean(1).cpu()
         return r, {"brightness": r}

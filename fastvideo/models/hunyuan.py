@@ -137,7 +137,7 @@ class HunyuanAdapter(ModelAdapter):
 
     @classmethod
     def from_config(cls, model_cfg: Any, device: torch.device) -> HunyuanAdapter:
-        """From ``model_cfg.path`` (a HunyuanVideo diffusers directory) or, with ``model_cfg.tiny``, the tiny model."""
+        """From ``model_cfg.path`` (a HunyuanVideo diffusers directory) or the tiny model (``model_cfg.tiny``)."""
         if model_cfg.tiny:
             from fastvideo.models.tiny_video import tiny_video_source
 
@@ -167,7 +167,7 @@ class HunyuanAdapter(ModelAdapter):
         tokenizer, crop = self.component("tokenizer"), self.crop_start
         texts = [self.prompt_template["template"].format(prompt) for prompt in prompts]
         tokens = tokenizer(texts, max_length=self.max_sequence_length + crop, padding="max_length",
-                           truncation=True, return_tensors="pt")
+                           padding_side="right", truncation=True, return_tensors="pt")  # mask = valid prefix
         mask = tokens.attention_mask.to(self.device)
         hidden = self.component("text_encoder")(input_ids=tokens.input_ids.to(self.device), attention_mask=mask,
                                                 output_hidden_states=True).hidden_states
@@ -175,7 +175,8 @@ class HunyuanAdapter(ModelAdapter):
         clip_tokenizer = self.component("tokenizer_2")
         clip_ids = clip_tokenizer(list(prompts), padding="max_length", max_length=CLIP_MAX_SEQUENCE_LENGTH,
                                   truncation=True, return_tensors="pt").input_ids
-        pooled = self.component("text_encoder_2")(clip_ids.to(self.device), output_hidden_states=False).pooler_output
+        clip_encoder = self.component("text_encoder_2")
+        pooled = clip_encoder(clip_ids.to(self.device), output_hidden_states=False).pooler_output
         return {"prompt_embeds": sequence.to(self.dtype), "prompt_attention_mask": mask[:, crop:].long(),
                 "pooled_prompt_embeds": pooled.to(self.dtype)}
 
@@ -213,7 +214,7 @@ class HunyuanAdapter(ModelAdapter):
         return output.float()
 
     def predict(self, latents: Tensor, timestep: Tensor, cond: Cond) -> Tensor:
-        """Velocity (fp32) at flow time sigma = ``timestep`` (B,) in [0, 1]; guidance = model_cfg.guidance_scale."""
+        """Velocity (fp32) at flow time sigma = ``timestep`` (B,); guidance = model_cfg.guidance_scale."""
         return self.transformer_call(latents, timestep, cond, float(self.model_cfg.guidance_scale))
 
     @torch.no_grad()

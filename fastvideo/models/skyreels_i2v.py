@@ -16,7 +16,7 @@ Same classes, latents, text encoding and validation as ``HunyuanAdapter``; the d
 Where the first frames come from (``encode_prompts`` needs one image per prompt), in this order:
 1. a callable set with ``set_first_frame_source(fn)``: ``fn(prompts) -> (B, 3, H, W)`` in [0, 1],
    e.g. ``T2IFirstFrames(t2i_adapter)`` which samples our own text-to-image model in memory;
-2. a first-frame file: ``model_cfg.first_frame_file`` (config field to add) or the environment variable
+2. a first-frame file: ``model_cfg.first_frame_file`` or the environment variable
    ``FASTVIDEO_FIRST_FRAME_FILE``: JSON (a list of {"prompt", "image"} objects, or {prompt: image}) or
    CSV with columns ``prompt,image``; relative image paths are relative to the file;
 3. tiny models only: a deterministic synthetic image per prompt (debug runs without data).
@@ -208,8 +208,9 @@ class SkyReelsI2VAdapter(HunyuanAdapter):
             return self.first_frame_source(list(prompts))
         if self.model_cfg.tiny:
             return synthetic_first_frames(prompts, height, width)
-        raise ValueError("skyreels_i2v needs first frames: set model.first_frame_file (or the environment variable "
-                         f"{FIRST_FRAME_ENV}) to a JSON/CSV of prompt,image, or call set_first_frame_source()")
+        raise ValueError("skyreels_i2v needs first frames: set model.first_frame_file (or the environment "
+                         f"variable {FIRST_FRAME_ENV}) to a JSON/CSV of prompt,image, or call "
+                         "set_first_frame_source()")
 
     @torch.no_grad()
     def encode_first_frames(self, images: Tensor) -> Tensor:
@@ -249,8 +250,9 @@ class SkyReelsI2VAdapter(HunyuanAdapter):
         """Velocity (fp32) with the image latents concatenated, and real CFG when guidance_scale > 1."""
         image = cond[IMAGE_KEY].to(latents.device, latents.dtype)
         if image.shape[1] != latents.shape[1] or image.shape[3:] != latents.shape[3:]:
-            raise ValueError(f"image_latents {tuple(image.shape[1:])} do not match latents {tuple(latents.shape[1:])}: "
-                             "were the first frames encoded (e.g. preprocessed) at another model.height/width?")
+            raise ValueError(f"image_latents {tuple(image.shape[1:])} do not match latents "
+                             f"{tuple(latents.shape[1:])}: were the first frames encoded (e.g. preprocessed) at "
+                             "another model.height/width?")
         pad = image.new_zeros(*image.shape[:2], latents.shape[2] - image.shape[2], *image.shape[3:])
         x = torch.cat([latents, torch.cat([image, pad], dim=2)], dim=1)
         scale = float(self.model_cfg.guidance_scale)

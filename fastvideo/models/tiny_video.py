@@ -178,7 +178,7 @@ def tiny_video_source(kind: str, seed: int = 0) -> ComponentSource:
 
 
 def tiny_video_pipeline(kind: str, seed: int = 0) -> Any:
-    """The stock diffusers pipeline of tiny parts: ``HunyuanVideoPipeline`` or ``HunyuanSkyreelsImageToVideoPipeline``."""
+    """The stock diffusers pipeline of tiny parts (HunyuanVideoPipeline / HunyuanSkyreelsImageToVideoPipeline)."""
     from diffusers import HunyuanSkyreelsImageToVideoPipeline, HunyuanVideoPipeline
 
     _check_kind(kind)

@@ -6,7 +6,7 @@ open_clip or transformers; each model-based reward imports them in its construct
 See fastvideo/rewards/README.md for the weights each reward needs and where they go.
 """
 
-from fastvideo.rewards import clip_scores, hps, image_reward, rule_based  # noqa: F401  (registers rewards)
+from fastvideo.rewards import clip_scores, hps, image_reward, rule_based, videoalign  # noqa: F401  (registers rewards)
 from fastvideo.rewards.base import (
     Reward,
     RewardWeightsError,

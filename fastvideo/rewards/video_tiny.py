@@ -33,7 +33,10 @@ QWEN_SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_
                        "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>", "[UNK]")
 TINY_LORA_RANK, TINY_LORA_ALPHA = 4, 8.0
 TINY_MAX_PIXELS = 56 * 56
-TINY_INFERENCE_CONFIG = {"VQ_mean": 0.5, "VQ_std": 2.0, "MQ_mean": -0.25, "MQ_std": 0.5, "TA_mean": 1.0, "TA_std": 4.0}
+VIDEO_EMBEDDING_GAIN = 100.0
+LORA_INIT_SCALE = 0.1  # small factors: large ones make attention one-hot and hide the video from the heads
+TINY_INFERENCE_CONFIG = {"VQ_mean": 0.5, "VQ_std": 2.0, "MQ_mean": -0.25, "MQ_std": 0.5,
+                         "TA_mean": 1.0, "TA_std": 4.0}
 # Qwen2-VL-Instruct's chat template (system prompt added when absent; video/image placeholders).
 QWEN2VL_CHAT_TEMPLATE = (
     "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
@@ -44,7 +47,8 @@ QWEN2VL_CHAT_TEMPLATE = (
     "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
     "{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}Picture {{ image_count.value }}: "
     "{% endif %}<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif content['type'] == 'video' or 'video' in content %}{% set video_count.value = video_count.value + 1 %}"
+    "{% elif content['type'] == 'video' or 'video' in content %}"
+    "{% set video_count.value = video_count.value + 1 %}"
     "{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}<|vision_start|><|video_pad|><|vision_end|>"
     "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endif %}{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
@@ -56,15 +60,17 @@ def tiny_qwen2vl_tokenizer() -> Any:
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    words = sorted(set(re.findall(r"\w+|[^\w\s]+", DETAILED_SPECIAL_PROMPT + " system You are a helpful assistant")))
+    text = DETAILED_SPECIAL_PROMPT + " system You are a helpful assistant"
+    words = sorted(set(re.findall(r"\w+|[^\w\s]+", text)))
     chars = string.ascii_letters + string.digits + string.punctuation
     tokens = list(QWEN_SPECIAL_TOKENS) + words + list(chars) + ["##" + c for c in chars]
     vocab = {token: i for i, token in enumerate(dict.fromkeys(tokens))}
     backend = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
     backend.add_special_tokens(list(QWEN_SPECIAL_TOKENS))
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                        unk_token="[UNK]", padding_side="right", model_max_length=32768)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>",
+                                        pad_token="<|endoftext|>", unk_token="[UNK]", padding_side="right",
+                                        model_max_length=32768)
     tokenizer.chat_template = QWEN2VL_CHAT_TEMPLATE
     return tokenizer
 
@@ -77,7 +83,8 @@ def tiny_qwen2vl_config(vocab_size: int) -> Any:
     text = dict(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                 num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=32768,
                 rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 1e6},
-                bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"])
+                bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
+                pad_token_id=ids["<|endoftext|>"])
     vision = dict(depth=1, embed_dim=16, hidden_size=32, num_heads=2, mlp_ratio=2, patch_size=14,
                   spatial_merge_size=2, temporal_patch_size=2)
     return Qwen2VLConfig(text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
@@ -90,7 +97,10 @@ def _tiny_model(vocab_size: int, seed: int) -> nn.Module:
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return Qwen2VLForConditionalGeneration(tiny_qwen2vl_config(vocab_size)).eval()
+        model = Qwen2VLForConditionalGeneration(tiny_qwen2vl_config(vocab_size)).eval()
+    with torch.no_grad():  # O(1) video embeddings: at the init scale (0.02) the ~750 prompt tokens drown them
+        model.model.visual.merger.mlp[2].weight.mul_(VIDEO_EMBEDDING_GAIN)
+    return model
 
 
 def _legacy_key(key: str) -> str:
@@ -113,8 +123,10 @@ def reward_checkpoint_state(model: nn.Module, seed: int) -> dict[str, Tensor]:
         if module in targets:
             state[f"{name}.base_layer.{leaf}"] = value.clone()
             if leaf == "weight":
-                state[f"{name}.lora_A.default.weight"] = torch.randn(TINY_LORA_RANK, value.shape[1], generator=generator)
-                state[f"{name}.lora_B.default.weight"] = torch.randn(value.shape[0], TINY_LORA_RANK, generator=generator)
+                lora_a = torch.randn(TINY_LORA_RANK, value.shape[1], generator=generator)
+                lora_b = torch.randn(value.shape[0], TINY_LORA_RANK, generator=generator)
+                state[f"{name}.lora_A.default.weight"] = lora_a * LORA_INIT_SCALE
+                state[f"{name}.lora_B.default.weight"] = lora_b * LORA_INIT_SCALE
         else:
             state[f"{name}.{leaf}"] = value.clone()
     hidden = model.config.text_config.hidden_size

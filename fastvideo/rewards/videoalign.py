@@ -145,8 +145,9 @@ _LORA = re.compile(r"^(?P<module>.+)\.lora_(?P<factor>[AB])(\.[^.]+)?\.weight$")
 def backbone_key(key: str) -> str | None:
     """A checkpoint key -> ``VideoAlignModel`` name (``backbone.*``, ``rm_head.*``; None: drop the LM head)."""
     key = key.removeprefix("base_model.model.")
-    for old, new in (("model.visual.", "backbone.visual."), ("model.language_model.", "backbone.language_model."),
-                     ("visual.", "backbone.visual."), ("model.", "backbone.language_model."), ("rm_head.", "rm_head.")):
+    renames = (("model.visual.", "backbone.visual."), ("model.language_model.", "backbone.language_model."),
+               ("visual.", "backbone.visual."), ("model.", "backbone.language_model."), ("rm_head.", "rm_head."))
+    for old, new in renames:
         if key.startswith(old):
             return new + key.removeprefix(old)
     return None if key.startswith("lm_head.") else key
@@ -224,7 +225,8 @@ class VideoAlignModel(nn.Module):
         for token_id in self.token_ids:
             hits = ids == token_id
             if not bool((hits.sum(1) == 1).all()):
-                raise RuntimeError(f"reward token {token_id} must occur once per sample, got {hits.sum(1).tolist()}")
+                counts = hits.sum(1).tolist()
+                raise RuntimeError(f"reward token {token_id} must occur once per sample, got {counts}")
             pooled.append(scores[rows, hits.int().argmax(1)])
         stacked = torch.stack(pooled, dim=1)  # (B, 3 tokens, output_dim)
         return stacked[..., 0] if stacked.shape[-1] == 1 else stacked.diagonal(dim1=1, dim2=2)
@@ -259,9 +261,10 @@ def load_videoalign(checkpoint_dir: str | Path, base_model_path: str | Path, ste
     backbone.resize_token_embeddings(len(processor.tokenizer), mean_resizing=False)
     reward_token = model_cfg.get("reward_token", "last")
     if reward_token not in ("special", "last"):
-        raise RewardWeightsError(f"unsupported VideoAlign reward_token {reward_token!r} (expected special or last)")
+        raise RewardWeightsError(f"unsupported VideoAlign reward_token {reward_token!r} (special or last)")
     model = VideoAlignModel(backbone, int(model_cfg.get("output_dim", 1)), reward_token, token_ids)
-    state, full = read_checkpoint_state(folder, config["peft_lora_config"], VIDEOALIGN_DOWNLOAD.format(path=checkpoint_dir))
+    command = VIDEOALIGN_DOWNLOAD.format(path=checkpoint_dir)
+    state, full = read_checkpoint_state(folder, config["peft_lora_config"], command)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or "rm_head.weight" in missing or (full and missing):
         raise RewardWeightsError(f"VideoAlign checkpoint {folder} does not fit the model: missing {missing[:5]}, "
@@ -276,6 +279,8 @@ def _per_head(values: Any, name: str) -> Tensor:
         if set(lowered) != set(HEADS):
             raise ValueError(f"videoalign {name} needs exactly the keys {HEADS}, got {sorted(lowered)}")
         return torch.tensor([lowered[h] for h in HEADS])
+    if values is None or any(value is None for value in values):
+        raise ValueError(f"videoalign {name} needs 3 values (VQ, MQ, TA), got {values!r}")
     tensor = torch.as_tensor(values, dtype=torch.float32).reshape(-1)
     if tensor.numel() != 3:
         raise ValueError(f"videoalign {name} needs 3 values (VQ, MQ, TA), got {values!r}")
@@ -299,14 +304,16 @@ class VideoAlignReward(Reward):
     def __init__(self, checkpoint_dir: str = "./videoalign_ckpt", base_model_path: str = "./Qwen2-VL-2B-Instruct",
                  head: str = "vq", weights: Any = None, normalize: bool = True, mean: Any = None, std: Any = None,
                  source_fps: float = 24.0, fps: float | None = None, num_frames: int | None = None,
-                 min_pixels: int = VIDEO_MIN_PIXELS, max_pixels: int | None = None, checkpoint_step: int | None = None,
+                 min_pixels: int = VIDEO_MIN_PIXELS, max_pixels: int | None = None,
+                 checkpoint_step: int | None = None,
                  dtype: str = "float32", device: str | torch.device | None = None, batch_size: int = 2) -> None:
         super().__init__(device=device, batch_size=batch_size)
         if head not in (*HEADS, "weighted"):
             raise ValueError(f"videoalign head must be one of {(*HEADS, 'weighted')}, got {head!r}")
         self.head, self.normalize = head, bool(normalize)
         self.dtype = resolve_dtype(dtype)
-        model, self.processor, config = load_videoalign(checkpoint_dir, base_model_path, checkpoint_step, self.dtype)
+        model, self.processor, config = load_videoalign(checkpoint_dir, base_model_path, checkpoint_step,
+                                                        self.dtype)
         self.model = model.to(self.device)
         data_cfg, published = config["data_config"], config.get("inference_config") or {}
         self.source_fps, self.fps = float(source_fps), float(fps or data_cfg.get("fps") or 2.0)
@@ -317,10 +324,12 @@ class VideoAlignReward(Reward):
         self.mean = self.std = None
         if self.normalize:
             if mean is None and std is None and not published:
-                raise ValueError("videoalign: normalize=True but the checkpoint has no inference_config; pass mean and "
-                                 "std (per head) or normalize=False")
-            self.mean = _per_head(mean if mean is not None else [published[f"{h.upper()}_mean"] for h in HEADS], "mean")
-            self.std = _per_head(std if std is not None else [published[f"{h.upper()}_std"] for h in HEADS], "std")
+                raise ValueError("videoalign: normalize=True but the checkpoint has no inference_config; pass "
+                                 "mean and std (per head) or normalize=False")
+            published_mean = [published.get(f"{h.upper()}_mean") for h in HEADS]
+            published_std = [published.get(f"{h.upper()}_std") for h in HEADS]
+            self.mean = _per_head(mean if mean is not None else published_mean, "mean")
+            self.std = _per_head(std if std is not None else published_std, "std")
 
     def frames(self, video: Tensor) -> Tensor:
         """(T, 3, H, W) in [0, 1] -> the frames the reward model sees (CPU, float in [0, 1])."""
@@ -330,8 +339,9 @@ class VideoAlignReward(Reward):
 
     def raw_scores(self, videos: Tensor, prompts: list[str]) -> Tensor:
         """Unnormalised (B, 3) scores VQ, MQ, TA of videos already on ``self.device``."""
-        chats = [[{"role": "user", "content": [{"type": "video"}, {
-            "type": "text", "text": DETAILED_SPECIAL_PROMPT.replace("{text_prompt}", prompt)}]}] for prompt in prompts]
+        questions = [DETAILED_SPECIAL_PROMPT.replace("{text_prompt}", prompt) for prompt in prompts]
+        chats = [[{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]}]
+                 for question in questions]
         texts = self.processor.apply_chat_template(chats, tokenize=False, add_generation_prompt=True)
         batch = self.processor(text=texts, videos=[self.frames(video) for video in videos], padding=True,
                                return_tensors="pt", videos_kwargs={"do_rescale": False, "do_resize": False,

@@ -73,8 +73,21 @@ def _init_wandb(run_dir, project, config):
     return wandb.init(project=project, dir=str(run_dir), config=config)
 
 
+def video_frames_grid(videos: torch.Tensor, max_frames: int = 8) -> torch.Tensor:
+    """(N, T, 3, H, W) videos -> (N * F, 3, H, W) frames, F <= max_frames evenly spaced frames per video."""
+    n, t = videos.shape[:2]
+    picks = torch.linspace(0, t - 1, min(t, max_frames)).round().long()
+    return videos[:, picks].reshape(n * len(picks), *videos.shape[2:])
+
+
 def image_grid(images: torch.Tensor, rows: int) -> Image.Image:
-    """Tile (N, 3, H, W) images in [0, 1] into a grid of ``rows`` rows (row-major)."""
+    """Tile (N, 3, H, W) images in [0, 1] into a grid of ``rows`` rows (row-major).
+
+    Videos (N, T, 3, H, W) become one row per video showing up to 8 evenly spaced frames.
+    """
+    if images.ndim == 5:
+        rows = images.shape[0]
+        images = video_frames_grid(images)
     n, _, h, w = images.shape
     cols = math.ceil(n / rows)
     canvas = np.full((rows * h, cols * w, 3), 255, dtype=np.uint8)
@@ -89,4 +102,20 @@ def save_grid(images: torch.Tensor, rows: int, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     image_grid(images, rows).save(path)
+    return path
+
+
+def save_videos(videos: torch.Tensor, path: str | Path, fps: int = 8) -> Path:
+    """Write (N, T, 3, H, W) videos in [0, 1] side by side as one animation (.gif or .mp4, imageio)."""
+    import imageio.v3 as iio
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames = (videos.clamp(0, 1).float().cpu() * 255).round().to(torch.uint8)
+    n, t, c, h, w = frames.shape
+    strip = frames.permute(1, 3, 0, 4, 2).reshape(t, h, n * w, c).numpy()  # (T, H, N*W, 3)
+    if path.suffix == ".gif":
+        iio.imwrite(path, strip, duration=1000 / fps, loop=0)
+    else:
+        iio.imwrite(path, strip, fps=fps)
     return path

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Encode a prompt file into the HunyuanVideo prompt-embedding cache (Llama-3 + CLIP text encoders only,
+# ~16 GB in bf16), on GPU_NUM GPUs. Writes $OUTPUT_DIR/<cache key>/shard-<rank>.safetensors and
+# index.json; training reads it with --data.embeddings_dir $OUTPUT_DIR (configs/hunyuan_grpo.yaml does).
+# Each prompt stores 256 Llama tokens (+ attention mask) and the pooled CLIP embedding.
+# Overrides: GPU_NUM (default 1), MODEL_PATH, PROMPT_FILE, OUTPUT_DIR, BATCH_SIZE; extra arguments pass through.
+set -euo pipefail
+
+GPU_NUM=${GPU_NUM:-1}
+MODEL_PATH=${MODEL_PATH:-./data/HunyuanVideo}
+PROMPT_FILE=${PROMPT_FILE:-./prompts.txt}
+OUTPUT_DIR=${OUTPUT_DIR:-./data/rl_embeddings}
+BATCH_SIZE=${BATCH_SIZE:-8}
+
+torchrun --nproc_per_node="$GPU_NUM" -m fastvideo.data.preprocess \
+    --model.name hunyuan \
+    --model.path "$MODEL_PATH" \
+    --prompt_file "$PROMPT_FILE" \
+    --output_dir "$OUTPUT_DIR" \
+    --batch_size "$BATCH_SIZE" \
+    "$@"
