@@ -96,6 +96,8 @@ class GRPOConfig:
     """Flow-GRPO: normalise with running per-prompt statistics instead of the current group only."""
     kl_coef: float = 0.0
     """Weight of the closed-form KL to the reference (base) policy; 0 disables it."""
+    train_best_of: int = 0
+    """Train only the k/2 best and k/2 worst samples of each group by advantage (DanceGRPO video: 8 of 24); 0 = all."""
 
 
 @dataclass

@@ -65,6 +65,7 @@ _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("grpo.adv_clip_max", lambda v: v > 0, "must be > 0"),
     ("grpo.timestep_fraction", lambda v: 0 < v <= 1, "must be in (0, 1]"),
     ("grpo.kl_coef", lambda v: v >= 0, "must be >= 0"),
+    ("grpo.train_best_of", lambda v: v == 0 or v >= 2, "must be 0 (train all) or >= 2"),
     ("rewards.terms", lambda v: len(v) > 0, "must name at least one reward"),
     ("train.max_iterations", lambda v: v >= 0, "must be >= 0"),
     ("train.prompts_per_iteration", lambda v: v >= 1, "must be >= 1"),

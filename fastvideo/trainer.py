@@ -31,6 +31,7 @@ from fastvideo.grpo.advantage import PerPromptStatTracker, group_advantages
 from fastvideo.grpo.plan import iteration_plan
 from fastvideo.grpo.rollout import initial_noise, make_sample_ids, rollout, train_step_subsets
 from fastvideo.grpo.sampler import DDIMSampler, FlowSampler
+from fastvideo.grpo.subset import best_and_worst_indices, subset_rollout
 from fastvideo.grpo.window import SlidingWindow
 from fastvideo.training.data import PromptSource, iteration_prompts
 from fastvideo.training.metrics import MetricsLogger, save_grid, save_videos
@@ -202,6 +203,9 @@ class GRPOTrainer:
             all_texts = [self.data.prompts[batch_prompts[q]] for q in range(p * env.world_size) for _ in range(g)]
             adv_all = self.advantages(all_total, all_parts, all_texts)
             adv = adv_all[env.rank * len(total):(env.rank + 1) * len(total)]
+            if cfg.grpo.train_best_of:
+                keep = best_and_worst_indices(adv, g, cfg.grpo.train_best_of)
+                (ro, ids), adv = subset_rollout(ro, ids, keep), adv[keep]
             with timer("train"), self._rollout_guidance():
                 metrics.update(self._update(ro, adv, cond, ids, plan.sampler))
         metrics.update(timer.as_metrics())

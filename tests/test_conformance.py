@@ -29,6 +29,7 @@ OPTIONS = {
     "global_advantage": {"grpo__advantage_scope": "global"},
     "cfg_free": {"sampler__rollout_guidance_scale": 1.0},
     "grad_checkpointing": {"model__gradient_checkpointing": True},
+    "train_best_of": {"grpo__group_size": 4, "grpo__train_best_of": 2},
     "ema_micro_batches": {"train__ema_decay": 0.9, "train__train_batch_size": 1, "train__updates_per_iteration": 1},
 }
 
@@ -41,7 +42,8 @@ def _trainer(tmp_path, model, option):
     cfg = toy_config(tmp_path, **OPTIONS[option])
     cfg.model.name, cfg.model.tiny, cfg.model.height, cfg.model.width = model, True, 32, 32
     cfg.model.guidance_scale = 5.0 if model == "sd" else 3.5
-    cfg.sampler.num_steps, cfg.grpo.group_size, cfg.train.prompts_per_iteration = 6, 2, 2
+    cfg.sampler.num_steps, cfg.train.prompts_per_iteration = 6, 2
+    cfg.grpo.group_size = OPTIONS[option].get("grpo__group_size", 2)
     return GRPOTrainer(cfg, DistEnv(), rewards=BrightnessRewards())
 
 
@@ -60,6 +62,9 @@ def test_one_iteration_keeps_grpo_invariants(tmp_path, model, option):
     plan, steps = trainer.last_plan, trainer.last_train_steps
     allowed = set(plan.train_candidates) if plan.train_candidates is not None else set(range(plan.num_steps - 1))
     assert set(steps.unique().tolist()) <= allowed
+    if trainer.cfg.grpo.train_best_of:
+        trained_items = 2 * 2 * steps.shape[1]  # 2 of the 4 samples of each of the 2 groups
+        assert metrics["calls/train"] == -(-trained_items // trainer.cfg.train.train_batch_size)
     if trainer.window is not None:
         assert steps.shape[1] == trainer.cfg.sampler.window_size
         assert metrics["calls/rollout"] == plan.num_steps

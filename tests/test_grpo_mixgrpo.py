@@ -124,3 +124,14 @@ def test_window_rollout_stores_and_trains_only_window_steps():
         rec = plan.sampler.step(steps[:, j], predict(x, ro.timesteps[:, j], ids.local_prompt), x,
                                 prev_sample=ro.next_latents[:, j])
         torch.testing.assert_close(rec.log_prob, ro.log_probs[:, j])
+
+
+def test_best_of_n_subset_keeps_top_and_bottom_per_group():
+    from fastvideo.grpo.subset import best_and_worst_indices
+
+    adv = torch.tensor([0.1, 2.0, -1.0, 0.5, -3.0, 1.0,   # group 0
+                        5.0, -5.0, 0.0, 1.0, -1.0, 2.0])  # group 1
+    idx = best_and_worst_indices(adv, 6, 4)
+    assert idx.tolist() == [1, 2, 4, 5, 6, 7, 10, 11]
+    assert best_and_worst_indices(adv, 6, 3).tolist() == [1, 4, 5, 6, 7, 11]
+    assert torch.equal(best_and_worst_indices(adv, 6, 0), torch.arange(12))

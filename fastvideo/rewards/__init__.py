@@ -1,7 +1,7 @@
 """The reward zoo: one small class per reward behind ``Reward`` (base.py), a registry and ``RewardSet``.
 
 Registered rewards: brightness, jpeg_compressibility, jpeg_incompressibility, shapes_verifier,
-hps (HPS-v2.1), pickscore, clip_score, image_reward. Importing this package never imports
+hps (HPS-v2.1), pickscore, clip_score, image_reward, videoalign. Importing this package never imports
 open_clip or transformers; each model-based reward imports them in its constructor.
 See fastvideo/rewards/README.md for the weights each reward needs and where they go.
 """
