@@ -31,7 +31,7 @@ logger = logging.getLogger("fastvideo.pretrain")
 DEFAULTS: dict[str, StageOptions] = {
     "vae": StageOptions(steps=800, batch_size=16, lr=8e-4, warmup=50, ema_decay=0.99, checkpoint_every=200),
     "flux": StageOptions(steps=3000, batch_size=32, lr=1e-3, warmup=100, ema_decay=0.995, checkpoint_every=200),
-    "sd": StageOptions(steps=1000, batch_size=16, lr=5e-4, warmup=100, ema_decay=0.995, checkpoint_every=200),
+    "sd": StageOptions(steps=4000, batch_size=16, lr=5e-4, warmup=100, ema_decay=0.995, checkpoint_every=200),
 }
 
 
@@ -69,6 +69,12 @@ def write_sampling_json(directory: Path, kwargs: dict, extra: dict) -> None:
     (directory / "pretrain.json").write_text(json.dumps({"sampling": kwargs, **extra}, indent=2))
 
 
+def clear_target(directory: Path) -> None:
+    """Remove a previous pipeline (its eval.json and sample grid would describe another model)."""
+    if directory.exists():
+        shutil.rmtree(directory)
+
+
 def run_stage(stage: str, args: argparse.Namespace, sizes: ModelSizes) -> None:
     work_dir, output_dir = Path(args.work_dir), Path(args.output_dir)
     options = stage_options(stage, args)
@@ -83,12 +89,14 @@ def run_stage(stage: str, args: argparse.Namespace, sizes: ModelSizes) -> None:
     if stage == "flux":
         toks = tokenizers()
         bundle = train_flux(sizes, options, work_dir, vae, toks)
+        clear_target(output_dir / "flux")
         save_flux_pipeline(bundle, vae, toks, output_dir / "flux")
         write_sampling_json(output_dir / "flux", flux_sampling_kwargs(), extra)
     else:
         clip_tokenizer = tokenizers()[0]
         vae = sd_vae(vae, stats["sd_scaling_factor"])
         bundle = train_sd(sizes, options, work_dir, vae, clip_tokenizer)
+        clear_target(output_dir / "sd")
         save_sd_pipeline(bundle, vae, clip_tokenizer, output_dir / "sd")
         write_sampling_json(output_dir / "sd", sd_sampling_kwargs(), extra)
 

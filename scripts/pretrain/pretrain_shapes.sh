@@ -13,8 +13,6 @@ PYTHON=${PYTHON:-python}
 OUTPUT_DIR=${OUTPUT_DIR:-assets/shapes}
 
 "$PYTHON" -m fastvideo.pretrain.shapes --stage all --output_dir "$OUTPUT_DIR" --seed 0 "$@"
-for model in flux sd; do
-    if [ -d "$OUTPUT_DIR/$model" ]; then
-        "$PYTHON" -m fastvideo.pretrain.evaluate --model_dir "$OUTPUT_DIR/$model" --num 400 --steps 16
-    fi
-done
+# ODE sampling: FLUX 16 Euler steps (shift 3), SD 20 DDIM steps (CFG 5)
+"$PYTHON" -m fastvideo.pretrain.evaluate --model_dir "$OUTPUT_DIR/flux" --num 400 --steps 16
+"$PYTHON" -m fastvideo.pretrain.evaluate --model_dir "$OUTPUT_DIR/sd" --num 400 --steps 20
