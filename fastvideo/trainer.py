@@ -12,7 +12,7 @@ import copy
 import logging
 import math
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -248,7 +248,7 @@ class GRPOTrainer:
         if hasattr(self.model, "set_requires_gradient_sync"):
             def sync(last):
                 self.model.set_requires_gradient_sync(last)
-                return _Null()
+                return nullcontext()
         return run_update(ro, adv, lambda x, t, rows: self._predict(x, t, cond, ids.local_prompt[rows]),
                           sampler, self.model, self.optimizer, self.lr_scheduler, settings,
                           reference_predict=self._reference_predict(cond, ids),
@@ -370,11 +370,3 @@ class _Timer:
 
     def as_metrics(self) -> dict[str, float]:
         return {f"time/{k}": v for k, v in self.seconds.items()}
-
-
-class _Null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False

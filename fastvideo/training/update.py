@@ -11,6 +11,7 @@ mean loss whatever the micro-batch size:
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,7 +76,7 @@ def run_update(rollout: Rollout, advantages: torch.Tensor, predict: Callable, sa
         optimizer.zero_grad(set_to_none=True)
         micro = list(torch.split(chunk, settings.train_batch_size))
         for j, mb in enumerate(micro):
-            with (sync_context(j == len(micro) - 1) if sync_context else _null()):
+            with (sync_context(j == len(micro) - 1) if sync_context else contextlib.nullcontext()):
                 loss, metrics = micro_batch_loss(mb, rollout, advantages, predict, sampler, settings,
                                                  reference_predict)
                 (loss * (len(mb) / len(chunk))).backward()
@@ -96,11 +97,3 @@ def run_update(rollout: Rollout, advantages: torch.Tensor, predict: Callable, sa
         if on_step is not None:
             on_step()
     return {k: sums[k] / counts[k] for k in sums}
-
-
-class _null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
