@@ -1,5 +1,6 @@
-"""Best-of-N inference scaling: the estimator against brute force, and the command line on tiny FLUX
-(N = 1 equals plain sampling's mean reward, the curve never decreases, one curve per model)."""
+"""Best-of-N inference scaling: the estimator against brute force, and the command line on tiny FLUX and on
+the shipped shapes model with the shapes verifier (N = 1 equals plain sampling's mean reward, the curve
+never decreases, one curve per model)."""
 
 from __future__ import annotations
 
@@ -72,3 +73,42 @@ def test_best_of_n_cli_curves_start_at_the_plain_mean_and_never_decrease(tmp_pat
     assert json.loads((tmp_path / "bon" / "best_of_n.json").read_text()) == json.loads(json.dumps(table))
     assert (tmp_path / "bon" / "best_of_n.png").stat().st_size > 0
     assert "| 4 |" in (tmp_path / "bon" / "best_of_n.md").read_text()
+
+
+SHAPES_FLUX = Path(__file__).resolve().parents[1] / "assets" / "shapes" / "flux"
+SHAPES_PROMPTS = ["three blue circles", "a red circle and a black triangle", "a red circle left of a blue circle",
+                  "two green triangles"]
+
+
+@pytest.mark.slow  # ~3 s of sampling, ~11 s alone with the first diffusers/transformers import (1 thread)
+def test_best_of_n_on_the_shipped_shapes_model(tmp_path: Path):
+    """The shipped FLUX shapes pipeline (64x64, T5 length 16, guidance 3.5), 8 Euler steps, shapes verifier:
+    N = 1 is plain sampling's mean score, every N matches brute force over the same samples, and the curve
+    never decreases (and does rise: these prompts' 4 samples do not all score the same)."""
+    from fastvideo.inference import load_policy, sample
+    from fastvideo.inference.best_of_n import main
+    from fastvideo.inference.scoring import prompt_seeds
+    from fastvideo.rewards import build_reward
+
+    (tmp_path / "p.txt").write_text("\n".join(SHAPES_PROMPTS) + "\n")
+    table = main(["--model.name", "flux", "--model.path", str(SHAPES_FLUX), "--height", "64", "--width", "64",
+                  "--guidance_scale", "3.5", "--num_steps", "8", "--shift", "3.0", "--prompt_file",
+                  str(tmp_path / "p.txt"), "--n_max", "4", "--reward", "shapes_verifier", "--seed", "0",
+                  "--output_dir", str(tmp_path / "bon")])
+    curve = table["models"]["base"]["curve"]
+    assert table["ns"] == [1, 2, 4] and [point["n"] for point in curve] == [1, 2, 4]
+
+    model_cfg = ModelConfig(name="flux", path=str(SHAPES_FLUX), height=64, width=64, guidance_scale=3.5)
+    adapter = load_policy(model_cfg, None, "cpu")
+    assert adapter.max_sequence_length == 16  # the shipped T5 tokenizer's length (MODEL_CARD.md)
+    texts = [p for p in SHAPES_PROMPTS for _ in range(4)]
+    seeds = [s for i in range(len(SHAPES_PROMPTS)) for s in prompt_seeds(0, i, 4)]
+    images = sample(adapter, texts, seeds, num_steps=8, shift=3.0, batch_size=16)
+    scores = build_reward("shapes_verifier")(images, texts).reshape(len(SHAPES_PROMPTS), 4).numpy()
+    assert curve[0]["mean"] == pytest.approx(scores.mean(), abs=1e-6)  # N = 1: plain sampling
+    for point in curve:
+        brute = [np.mean([max(s) for s in itertools.combinations(row, point["n"])]) for row in scores]
+        assert point["mean"] == pytest.approx(np.mean(brute), abs=1e-6)
+    means = [point["mean"] for point in curve]
+    assert all(b >= a for a, b in zip(means, means[1:])) and means[-1] > means[0]
+    assert means[-1] == pytest.approx(scores.max(axis=1).mean(), abs=1e-6)

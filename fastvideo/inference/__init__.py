@@ -4,8 +4,9 @@
   (``model_cfg.path`` or tiny) with a run / export / DCP checkpoint applied (``checkpoints.py``);
   ``apply_checkpoint(adapter, checkpoint, which)`` swaps the denoiser of an adapter already built.
 - ``sample(adapter, prompts, seeds, *, num_steps, shift, height, batch_size, sampler="ode")`` ->
-  images (B, 3, H, W): batched deterministic sampling, the same seed giving the same image in any batch.
-- Command lines: ``python -m fastvideo.inference.visualize`` (side-by-side grid),
+  images (B, 3, H, W) (videos (B, T, 3, H, W)): batched deterministic sampling, the same seed giving the
+  same image in any batch.
+- Command lines: ``python -m fastvideo.inference.visualize`` (side-by-side grid; MP4/GIF for videos, ``video.py``),
   ``python -m fastvideo.inference.evaluate`` (rewards, CI, per-skill accuracy, resumable),
   ``python -m fastvideo.inference.best_of_n`` (inference scaling curve). See ``README.md`` here.
 """

@@ -3,8 +3,8 @@
 The base model and the sampler come from an optional training config (``--config``, e.g. a run's
 ``config.yaml`` or ``configs/shapes/flux_grpo.yaml``) plus dotted overrides of its ``model.*``,
 ``sampler.*`` and ``rewards.*`` sections (``--model.name flux --model.path ./data/flux``,
-``--model.tiny true``); the flags ``--num_steps --shift --height --width --guidance_scale`` win over the
-config. Steps default to ``sampler.eval_num_steps`` (or ``sampler.num_steps``).
+``--model.tiny true``); the flags ``--num_steps --shift --height --width --num_frames --guidance_scale``
+win over the config. Steps default to ``sampler.eval_num_steps`` (or ``sampler.num_steps``).
 
 A checkpoint argument is anything ``fastvideo.inference.resolve_checkpoint`` accepts; append ``@ema``
 to take its EMA weights (``outputs/run@ema``), ``@policy`` for the policy (the default).
@@ -37,6 +37,8 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--shift", type=float, default=None, help="flow time shift (default: config's)")
     parser.add_argument("--height", type=int, default=None, help="pixels (default: config's model.height)")
     parser.add_argument("--width", type=int, default=None, help="pixels (default: config's model.width)")
+    parser.add_argument("--num_frames", type=int, default=None,
+                        help="frames per sample, 4k+1 for video models (default: config's model.num_frames)")
     parser.add_argument("--guidance_scale", type=float, default=None, help="default: config's model.guidance_scale")
     parser.add_argument("--sampler", choices=SAMPLERS, default="ode",
                         help="ode (Euler / DDIM eta=0), dpm2 (flow only) or sde (sampler.sde_type, --eta)")
@@ -61,6 +63,8 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> tuple[argp
         cfg.model.height = args.height
     if args.width is not None:
         cfg.model.width = args.width
+    if args.num_frames is not None:
+        cfg.model.num_frames = args.num_frames
     return args, cfg
 
 

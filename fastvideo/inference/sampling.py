@@ -104,6 +104,8 @@ def sample(adapter: ModelAdapter, prompts: Sequence[str], seeds: Sequence[int], 
            on_batch: Callable[[int], None] | None = None) -> Tensor:
     """Images (B, 3, H, W) in [0, 1], fp32, on the CPU: sample k of ``prompts[k]`` from ``seeds[k]``.
 
+    Video adapters (``model_cfg.num_frames`` > 1) return videos (B, T, 3, H, W), as their ``decode``.
+
     ``batch_size`` samples per model call (0 = all at once); ``encodings`` reuses prompts encoded
     before (else the prompts are encoded here); ``on_batch(n)`` is called after each batch of n samples.
     """

@@ -180,7 +180,7 @@ class Evaluator:
         """What determines the scores (compared on resume); the batch size is not part of it."""
         m = self.model_cfg
         return {"model": {"name": m.name, "path": m.path, "tiny": m.tiny, "height": m.height, "width": m.width,
-                          "guidance_scale": m.guidance_scale},
+                          "num_frames": m.num_frames, "guidance_scale": m.guidance_scale},
                 "checkpoint": None if entry.checkpoint is None else str(entry.checkpoint), "which": entry.which,
                 "dtype": self.dtype, "seed": job.seed, "samples_per_prompt": job.samples_per_prompt,
                 "sampling": {k: v for k, v in job.sampling.items() if k != "batch_size"},

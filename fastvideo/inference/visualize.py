@@ -9,6 +9,11 @@ rank 0, ``<out>/grid.png``: one row per (prompt, seed) — prompts in file order
 column per model (base first, then the checkpoints in the given order); every cell is H x W pixels,
 no margins. ``grid.txt`` / ``grid.json`` name the rows and columns. Ranks take prompts round-robin;
 images reach rank 0 through the process group (no shared filesystem needed).
+
+Video models (``--model.name hunyuan --num_frames 33``) write ``p<prompt>_s<seed>.mp4`` and ``.gif``
+per sample (``--fps``), the animated ``grid.gif`` / ``grid.mp4`` (same layout, every frame the grid of
+that frame) and ``grid.png``, where every cell is the first, middle and last frame side by side
+(H x 3W). See ``fastvideo.inference.video``.
 """
 
 from __future__ import annotations
@@ -19,8 +24,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch
-from PIL import Image
 
 from fastvideo.distributed import DistEnv, destroy_distributed, init_distributed
 from fastvideo.inference.checkpoints import apply_checkpoint
@@ -34,6 +37,7 @@ from fastvideo.inference.cli import (
     sampling_kwargs,
 )
 from fastvideo.inference.sampling import PromptEncodings, sample
+from fastvideo.inference.video import to_uint8, write_grids, write_sample
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 logger = logging.getLogger("fastvideo")
@@ -42,18 +46,14 @@ Cell = tuple[int, int, int]
 """(prompt index, seed, model column)."""
 
 
-def to_uint8(image: torch.Tensor) -> np.ndarray:
-    """(3, H, W) in [0, 1] -> (H, W, 3) uint8."""
-    return (image.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-
-
-def image_path(out_dir: Path, entry: ModelEntry, prompt_index: int, seed: int) -> Path:
-    return out_dir / safe_name(entry.label) / f"p{prompt_index:04d}_s{seed}.png"
+def sample_stem(out_dir: Path, entry: ModelEntry, prompt_index: int, seed: int) -> Path:
+    """``<out>/<model>/p<prompt>_s<seed>`` (+ .png for images, .mp4 / .gif for videos)."""
+    return out_dir / safe_name(entry.label) / f"p{prompt_index:04d}_s{seed}"
 
 
 def render_rank(adapter, entries: list[ModelEntry], prompts: list[str], indices: list[int], seeds: list[int],
-                out_dir: Path, kwargs: dict, dtype: str) -> dict[Cell, np.ndarray]:
-    """Sample this rank's prompts with every model; write the per-image PNGs; return the pixels."""
+                out_dir: Path, kwargs: dict, dtype: str, fps: float = 8.0) -> dict[Cell, np.ndarray]:
+    """Sample this rank's prompts with every model; write the per-sample files; return the pixels."""
     pairs = [(i, s) for i in indices for s in seeds]
     texts = [prompts[i] for i, _ in pairs]
     encodings = PromptEncodings(adapter, texts) if texts else None
@@ -61,12 +61,10 @@ def render_rank(adapter, entries: list[ModelEntry], prompts: list[str], indices:
     cells: dict[Cell, np.ndarray] = {}
     for column, entry in enumerate(entries):
         apply_checkpoint(adapter, entry.checkpoint, entry.which, dtype=dtype)
-        images = sample(adapter, texts, [s for _, s in pairs], encodings=encodings, **kwargs)
-        for (index, seed), image in zip(pairs, images):
-            pixels = to_uint8(image)
-            path = image_path(out_dir, entry, index, seed)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(pixels).save(path)
+        samples = sample(adapter, texts, [s for _, s in pairs], encodings=encodings, **kwargs)
+        for (index, seed), pixels in zip(pairs, samples):
+            pixels = to_uint8(pixels)
+            write_sample(pixels, sample_stem(out_dir, entry, index, seed), fps)
             cells[(index, seed, column)] = pixels
     return cells
 
@@ -85,22 +83,10 @@ def gather_cells(cells: dict[Cell, np.ndarray], env: DistEnv) -> dict[Cell, np.n
     return merged
 
 
-def assemble_grid(cells: dict[Cell, np.ndarray], num_prompts: int, seeds: list[int], num_models: int) -> np.ndarray:
-    """(rows * H, columns * W, 3) uint8: row = (prompt, seed), column = model."""
-    height, width, _ = next(iter(cells.values())).shape
-    rows = [(i, s) for i in range(num_prompts) for s in seeds]
-    grid = np.full((len(rows) * height, num_models * width, 3), 255, dtype=np.uint8)
-    for r, (index, seed) in enumerate(rows):
-        for c in range(num_models):
-            grid[r * height:(r + 1) * height, c * width:(c + 1) * width] = cells[(index, seed, c)]
-    return grid
-
-
-def write_grid(grid: np.ndarray, out_dir: Path, prompts: list[str], seeds: list[int],
-               entries: list[ModelEntry]) -> Path:
-    """grid.png plus its legend (grid.txt, grid.json)."""
-    path = out_dir / "grid.png"
-    Image.fromarray(grid).save(path)
+def write_grid(cells: dict[Cell, np.ndarray], out_dir: Path, prompts: list[str], seeds: list[int],
+               entries: list[ModelEntry], fps: float = 8.0) -> Path:
+    """grid.png (+ grid.gif / grid.mp4 for videos) plus its legend (grid.txt, grid.json)."""
+    path = write_grids(cells, [(i, s) for i in range(len(prompts)) for s in seeds], len(entries), out_dir, fps)[0]
     rows = [{"prompt_index": i, "prompt": p, "seed": s} for i, p in enumerate(prompts) for s in seeds]
     columns = [{"label": e.label, "checkpoint": e.checkpoint, "which": e.which} for e in entries]
     (out_dir / "grid.json").write_text(json.dumps({"rows": rows, "columns": columns}, indent=2) + "\n")
@@ -115,6 +101,7 @@ def main(argv: list[str] | None = None) -> Path | None:
     parser.add_argument("--checkpoints", nargs="*", default=[], help="run/export/DCP dirs; PATH@ema for EMA")
     parser.add_argument("--labels", nargs="*", default=None, help="column names (base first)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--fps", type=float, default=8.0, help="frames per second of the MP4 / GIF (videos)")
     args, cfg = parse(parser, argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     env = init_distributed()
@@ -125,12 +112,13 @@ def main(argv: list[str] | None = None) -> Path | None:
 
     adapter = build_adapter(cfg.model, env.device)
     mine = list(range(env.rank, len(prompts), env.world_size))
-    cells = render_rank(adapter, entries, prompts, mine, args.seeds, out_dir, sampling_kwargs(args, cfg), args.dtype)
+    logger.info("rank %d of %d: %d of %d prompts", env.rank, env.world_size, len(mine), len(prompts))
+    cells = render_rank(adapter, entries, prompts, mine, args.seeds, out_dir, sampling_kwargs(args, cfg), args.dtype,
+                        args.fps)
     cells = gather_cells(cells, env)
     path = None
     if env.is_main:
-        grid = assemble_grid(cells, len(prompts), args.seeds, len(entries))
-        path = write_grid(grid, out_dir, prompts, args.seeds, entries)
+        path = write_grid(cells, out_dir, prompts, args.seeds, entries, args.fps)
         logger.info("wrote %s (%d rows x %d columns)", path, len(prompts) * len(args.seeds), len(entries))
     destroy_distributed()
     return path
