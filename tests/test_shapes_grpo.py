@@ -221,7 +221,11 @@ def test_shipped_prompt_files_match_the_grammar_split(tmp_path):
     assert written["train"].read_text() == (ROOT / "assets/shapes/prompts/train.txt").read_text()
 
 
-@pytest.mark.parametrize("name, model", [("flux_grpo", "flux"), ("sd_grpo", "sd")])
+SHAPES_PRESETS = [("flux_grpo", "flux"), ("sd_grpo", "sd"), ("flux_grpo_mixgrpo", "flux"),
+                  ("flux_grpo_mixgrpo_flash", "flux"), ("flux_grpo_mixgrpo_flash_star", "flux"), ("flux_grpo_cps", "flux")]
+
+
+@pytest.mark.parametrize("name, model", SHAPES_PRESETS)
 def test_shapes_configs_load(name, model):
     from fastvideo.config import load_config
 

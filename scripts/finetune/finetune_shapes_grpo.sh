@@ -5,4 +5,5 @@
 # Writes OUTPUT_DIR (default outputs/shapes_flux_grpo): metrics.jsonl, reward_curve.png,
 # training_curves.png, before_after.png, eval_*.jsonl, summary.json.
 # Extra arguments override the config, e.g. --train.max_iterations 10 --eval.num_prompts 200
-exec "$(dirname "$0")/_launch_shapes.sh" configs/shapes/flux_grpo.yaml "${OUTPUT_DIR:-outputs/shapes_flux_grpo}" "$@"
+# CONFIG picks another preset: configs/shapes/flux_grpo_{mixgrpo,mixgrpo_flash,mixgrpo_flash_star,cps}.yaml
+exec "$(dirname "$0")/_launch_shapes.sh" "${CONFIG:-configs/shapes/flux_grpo.yaml}" "${OUTPUT_DIR:-outputs/shapes_flux_grpo}" "$@"
