@@ -52,6 +52,9 @@ def build_sampler(cfg: Config, adapter, num_steps: int | None = None):
     if adapter.paradigm == "flow":
         return FlowSampler.build(steps, s.shift, s.sde_type, s.eta)
     if adapter.paradigm == "diffusion":
+        if s.sde_type not in ("dance", "ode"):
+            raise ValueError(f"sampler.sde_type={s.sde_type!r} is a rectified-flow SDE; diffusion models "
+                             f"({type(adapter).__name__}) sample with DDIM (eta = sampler.eta)")
         return DDIMSampler.build(adapter.alphas_cumprod, steps, s.eta,
                                  final_alpha_cumprod=adapter.final_alpha_cumprod)
     raise ValueError(f"unknown paradigm {adapter.paradigm!r} of adapter {type(adapter).__name__}")

@@ -11,7 +11,7 @@ from fastvideo.distributed import DistEnv
 from tests.toy_models import BrightnessRewards
 from tests.trainer_utils import toy_config
 
-FLOW_ONLY = {"flow_grpo", "cps", "window_progressive", "window_random", "flash", "flash_star"}
+FLOW_ONLY = {"flow_grpo", "cps", "flash", "flash_star"}
 
 OPTIONS = {
     "dance": {},
@@ -72,3 +72,9 @@ def test_one_iteration_keeps_grpo_invariants(tmp_path, model, option):
         assert metrics["kl"] == pytest.approx(0.0, abs=1e-10)  # policy == reference before the first step
         second = trainer.train_iteration()
         assert second["kl"] > 0
+
+
+@pytest.mark.parametrize("option", sorted(FLOW_ONLY))
+def test_flow_only_options_are_rejected_for_diffusion_models(tmp_path, option):
+    with pytest.raises(ValueError, match="rectified-flow"):
+        _trainer(tmp_path, "sd", option).train_iteration()
