@@ -1,12 +1,20 @@
 """The reward zoo: one small class per reward behind ``Reward`` (base.py), a registry and ``RewardSet``.
 
 Registered rewards: brightness, jpeg_compressibility, jpeg_incompressibility, shapes_verifier,
-hps (HPS-v2.1), pickscore, clip_score, image_reward, videoalign. Importing this package never imports
-open_clip or transformers; each model-based reward imports them in its constructor.
+shapes_motion_verifier (videos), hps (HPS-v2.1), pickscore, clip_score, image_reward, videoalign.
+Importing this package never imports open_clip or transformers; each model-based reward imports them
+in its constructor.
 See fastvideo/rewards/README.md for the weights each reward needs and where they go.
 """
 
-from fastvideo.rewards import clip_scores, hps, image_reward, rule_based, videoalign  # noqa: F401  (registers rewards)
+from fastvideo.rewards import (  # noqa: F401  (registers rewards)
+    clip_scores,
+    hps,
+    image_reward,
+    rule_based,
+    shapes_motion,
+    videoalign,
+)
 from fastvideo.rewards.base import (
     Reward,
     RewardWeightsError,

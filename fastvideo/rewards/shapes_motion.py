@@ -1,0 +1,38 @@
+"""Rule-based reward of the moving-shapes video world (``fastvideo.shapes.motion_verifier``)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from fastvideo.rewards.base import Reward, register_reward
+
+
+@register_reward("shapes_motion_verifier")
+class ShapesMotionVerifierReward(Reward):
+    """Verifier reward for videos (B, T, 3, H, W) in [0, 1], as the trainer decodes video models.
+
+    ``mode="score"``: the fraction of the prompt's claims the video satisfies, in [0, 1] (per object:
+    present exactly once in every frame, moving in the stated direction; plus nothing else);
+    ``mode="binary"``: 1 if every claim holds else 0. Prompts must belong to the motion grammar
+    (``fastvideo.shapes.motion``); videos need >= 5 frames. Runs on the CPU whatever ``device`` says.
+    """
+
+    input_kind = "video"
+    modes = ("score", "binary")
+
+    def __init__(
+        self, mode: str = "score", device: str | torch.device | None = "cpu", batch_size: int = 64
+    ) -> None:
+        if mode not in self.modes:
+            raise ValueError(f"unknown shapes_motion_verifier mode {mode!r}; expected one of {self.modes}")
+        super().__init__(device="cpu", batch_size=batch_size)
+        from fastvideo.shapes.motion_verifier import verify_video_batch
+
+        self.mode = mode
+        self._verify_batch = verify_video_batch
+
+    def score_batch(self, images: Tensor, prompts: list[str]) -> Tensor:
+        scores, correct = self._verify_batch(images, prompts)
+        chosen = scores if self.mode == "score" else correct
+        return torch.as_tensor(chosen).float().reshape(-1)
