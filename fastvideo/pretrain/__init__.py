@@ -6,4 +6,9 @@ from the grammar's vocabulary, a ``FluxTransformer2DModel`` (rectified flow) and
 ``UNet2DConditionModel`` (DDPM eps prediction), and saves them as stock diffusers pipeline
 directories (``FluxPipeline`` / ``StableDiffusionPipeline``). ``fastvideo.pretrain.evaluate``
 measures their held-out verifier accuracy.
+
+``python -m fastvideo.pretrain.video --stage all`` does the same for the moving-shapes video world: a
+small video autoencoder, Llama-style + CLIP text encoders and a ``HunyuanVideoTransformer3DModel``,
+saved as a stock ``HunyuanVideoPipeline`` directory (not trained yet: about 2.5 h on one CPU thread
+at 32 px, 9 frames).
 """
