@@ -11,6 +11,7 @@ the same seeds and the same prompt sequence, each option trains for ``--budget_s
 
     python benchmarks/bench_mixgrpo.py [--options dance mixgrpo ...] [--budget_s 240] [--eval_every_s 60]
         [--eval_prompts 200] [--threads 1] [--out outputs/bench_mixgrpo]
+    python benchmarks/bench_mixgrpo.py --timing_rounds 8     # fair s/iter ratios only (interleaved)
 
 Writes ``results.json``, ``table.md`` (model calls per sample in the rollout -- every sample goes
 through one batched call per step --, trained steps per sample, training micro-batch calls, seconds
@@ -84,6 +85,27 @@ def run_option(name: str, args, out: Path) -> dict:
             "curve": curve}
 
 
+def interleaved_timing(names: list[str], rounds: int, out: Path) -> dict[str, float]:
+    """Median seconds per iteration of each option, iterations interleaved round-robin so that
+    machine load affects every option alike (the accuracy runs above run one option after another)."""
+    import statistics
+
+    trainers = {}
+    for name in names:
+        cfg = load_config(REPO / "configs/shapes" / PRESETS[name],
+                          ["--train.max_iterations", "100000", "--logging.progress_bar", "false"])
+        cfg.output_dir = str(out / f"timing_{name}")
+        trainers[name] = GRPOTrainer(cfg, DistEnv())
+    times = {name: [] for name in names}
+    for _ in range(rounds + 1):  # the first round warms up and is dropped
+        for name, trainer in trainers.items():
+            start = time.perf_counter()
+            trainer.train_iteration()
+            times[name].append(time.perf_counter() - start)
+            trainer.iteration += 1
+    return {name: statistics.median(values[1:]) for name, values in times.items()}
+
+
 def seconds_to_reach(curve: list[dict], target: float) -> float | None:
     """First evaluated training time with accuracy >= target (None if never)."""
     return next((p["seconds"] for p in curve[1:] if p["acc"] >= target), None)
@@ -131,10 +153,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="outputs/bench_mixgrpo")
     parser.add_argument("--override", nargs="*", default=[], help="extra config overrides for every option")
+    parser.add_argument("--timing_rounds", type=int, default=0,
+                        help="only measure seconds per iteration, options interleaved, this many rounds")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.timing_rounds:
+        timing = interleaved_timing(args.options, args.timing_rounds, out)
+        base = timing.get("dance", next(iter(timing.values())))
+        lines = ["| option | s/iter (median, interleaved) | speed-up vs dance |", "|---|---|---|"]
+        lines += [f"| {n} | {t:.2f} | {base / t:.2f}× |" for n, t in timing.items()]
+        (out / "timing.md").write_text("\n".join(lines) + "\n")
+        (out / "timing.json").write_text(json.dumps(timing, indent=1))
+        print("\n".join(lines))
+        return
     results = []
     for name in args.options:
         results.append(run_option(name, args, out))
