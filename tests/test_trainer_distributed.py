@@ -23,11 +23,12 @@ def _run(nproc: int, out: Path, prompts_per_rank: int, paradigm: str) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("paradigm", ["flow", "diffusion"])
+@pytest.mark.parametrize("paradigm", ["flow", "diffusion", "hunyuan", "skyreels_i2v"])
 def test_two_ranks_equal_one_rank(tmp_path, paradigm):
     one = _run(1, tmp_path / "one.pt", 2, paradigm)
     two = _run(2, tmp_path / "two.pt", 1, paradigm)
     assert one["reward"] == pytest.approx(two["reward"], abs=1e-6)
+    assert one["moved"] > 0 and one["moved"] == two["moved"]  # the step changed the parameters
     assert one["state"].keys() == two["state"].keys()
     for name, value in one["state"].items():
         torch.testing.assert_close(two["state"][name], value, rtol=1e-5, atol=1e-5, msg=name)
