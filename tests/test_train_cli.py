@@ -1,4 +1,5 @@
-"""The README's debug commands: torchrun with 2 ranks (gloo, FSDP2) on the tiny FLUX and SD configs."""
+"""The README's debug commands: torchrun with 2 ranks (gloo, FSDP2) on the tiny FLUX, SD, HunyuanVideo
+(text-to-video) and SkyReels-style image-to-video configs, 2 iterations each."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from fastvideo.config import ConfigError, load_config
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["flux", "sd"])
+@pytest.mark.parametrize("name", ["flux", "sd", "hunyuan", "skyreels_i2v"])
 def test_debug_config_under_torchrun_writes_run_directory(tmp_path, name):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
@@ -29,6 +30,8 @@ def test_debug_config_under_torchrun_writes_run_directory(tmp_path, name):
     assert load_config(out / "config.yaml").train.max_iterations == 2
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["iter-000001", "iter-000002"]
     assert (out / "samples" / "iter-000002.png").exists()
+    if name in ("hunyuan", "skyreels_i2v"):
+        assert (out / "samples" / "iter-000002.gif").exists()
     sub = "unet" if name == "sd" else "transformer"
     assert (out / "export" / sub / "diffusion_pytorch_model.safetensors").exists()
 
