@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,6 +82,21 @@ def optimizer_step(module: torch.nn.Module, optimizer: torch.optim.Optimizer, st
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return float(grad_norm)
+
+
+def finish_step(step: int, loss: torch.Tensor, module: torch.nn.Module, optimizer: torch.optim.Optimizer, ema: EMA,
+                options: StageOptions, state_path: Path, snapshot: Callable[[int], None] | None = None) -> float:
+    """The end of every pretraining step: backward of ``loss``, optimiser step, EMA update, and at every
+    ``checkpoint_every``-th step and the last one the resumable state (plus ``snapshot(steps_done)``).
+    Returns the gradient norm."""
+    loss.backward()
+    grad_norm = optimizer_step(module, optimizer, step, options)
+    ema.update(module)
+    if (step + 1) % options.checkpoint_every == 0 or step + 1 == options.steps:
+        save_state(state_path, step + 1, module, ema, optimizer)
+        if snapshot is not None:
+            snapshot(step + 1)
+    return grad_norm
 
 
 def save_state(path: Path, step: int, module: torch.nn.Module, ema: EMA, optimizer: torch.optim.Optimizer) -> None:

@@ -19,11 +19,10 @@ from fastvideo.pretrain.common import (
     EMA,
     LossLog,
     StageOptions,
+    finish_step,
     load_state,
     make_optimizer,
-    optimizer_step,
     quiet_diffusers,
-    save_state,
 )
 from fastvideo.pretrain.components import (
     FLUX_GUIDANCE,
@@ -97,13 +96,10 @@ def train_flux(sizes: ModelSizes, options: StageOptions, work_dir: Path, vae: Au
         prompts, images = scene_batch(options.batch_size, options.seed, step, IMAGE_SIZE)
         generator = step_generator(options.seed, step, purpose=1)
         loss = flux_loss(bundle, tokenizers, flux_latents(vae, images, generator), prompts, generator)
-        loss.backward()
-        grad_norm = optimizer_step(bundle, optimizer, step, options)
-        ema.update(bundle)
+        grad_norm = finish_step(step, loss, bundle, optimizer, ema, options, state_path,
+                                snapshot=lambda done: save_flux_pipeline(
+                                    ema.shadow, vae, tokenizers, work_dir / "flux" / f"step_{done:06d}"))
         log.add(step, loss=loss.item(), grad_norm=grad_norm)
-        if (step + 1) % options.checkpoint_every == 0 or step + 1 == options.steps:
-            save_state(state_path, step + 1, bundle, ema, optimizer)
-            save_flux_pipeline(ema.shadow, vae, tokenizers, work_dir / "flux" / f"step_{step + 1:06d}")
     log.close()
     return ema.shadow
 

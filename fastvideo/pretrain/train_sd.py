@@ -18,11 +18,10 @@ from fastvideo.pretrain.common import (
     EMA,
     LossLog,
     StageOptions,
+    finish_step,
     load_state,
     make_optimizer,
-    optimizer_step,
     quiet_diffusers,
-    save_state,
 )
 from fastvideo.pretrain.components import (
     IMAGE_SIZE,
@@ -91,13 +90,10 @@ def train_sd(sizes: ModelSizes, options: StageOptions, work_dir: Path, vae: Auto
         with torch.no_grad():
             x0 = vae.encode(images).latent_dist.sample(generator) * vae.config.scaling_factor
         loss = sd_loss(bundle, tokenizer, x0, prompts, generator, alphas_cumprod)
-        loss.backward()
-        grad_norm = optimizer_step(bundle, optimizer, step, options)
-        ema.update(bundle)
+        grad_norm = finish_step(step, loss, bundle, optimizer, ema, options, state_path,
+                                snapshot=lambda done: save_sd_pipeline(
+                                    ema.shadow, vae, tokenizer, work_dir / "sd" / f"step_{done:06d}"))
         log.add(step, loss=loss.item(), grad_norm=grad_norm)
-        if (step + 1) % options.checkpoint_every == 0 or step + 1 == options.steps:
-            save_state(state_path, step + 1, bundle, ema, optimizer)
-            save_sd_pipeline(ema.shadow, vae, tokenizer, work_dir / "sd" / f"step_{step + 1:06d}")
     log.close()
     return ema.shadow
 

@@ -18,10 +18,9 @@ from fastvideo.pretrain.common import (
     EMA,
     LossLog,
     StageOptions,
+    finish_step,
     load_state,
     make_optimizer,
-    optimizer_step,
-    save_state,
 )
 from fastvideo.pretrain.components import IMAGE_SIZE, ModelSizes, build_vae
 from fastvideo.pretrain.data import foreground_weight, scene_batch, step_generator
@@ -62,12 +61,8 @@ def train_vae(sizes: ModelSizes, options: StageOptions, work_dir: Path) -> Autoe
     for step in range(start, options.steps):
         _, images = scene_batch(options.batch_size, options.seed, step, IMAGE_SIZE)
         terms = vae_loss(vae, images, step_generator(options.seed, step))
-        terms["loss"].backward()
-        optimizer_step(vae, optimizer, step, options)
-        ema.update(vae)
+        finish_step(step, terms["loss"], vae, optimizer, ema, options, state_path)
         log.add(step, **{key: value.item() for key, value in terms.items()})
-        if (step + 1) % options.checkpoint_every == 0 or step + 1 == options.steps:
-            save_state(state_path, step + 1, vae, ema, optimizer)
     seconds = log.close()
     model = ema.shadow
     factors = latent_factors(model, options.seed)

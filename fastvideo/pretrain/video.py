@@ -43,11 +43,10 @@ from fastvideo.pretrain.common import (
     EMA,
     LossLog,
     StageOptions,
+    finish_step,
     load_state,
     make_optimizer,
-    optimizer_step,
     quiet_diffusers,
-    save_state,
 )
 from fastvideo.pretrain.components import build_clip_tokenizer
 from fastvideo.pretrain.data import step_generator
@@ -127,12 +126,8 @@ def train_video_vae(sizes: VideoSizes, options: StageOptions, work_dir: Path, si
     for step in range(start, options.steps):
         _, videos = motion_batch(options.batch_size, options.seed, step, size, num_frames)
         terms = video_vae_loss(vae, videos.to(device), step_generator(options.seed, step))
-        terms["loss"].backward()
-        optimizer_step(vae, optimizer, step, options)
-        ema.update(vae)
+        finish_step(step, terms["loss"], vae, optimizer, ema, options, state_path)
         log.add(step, **{key: value.item() for key, value in terms.items()})
-        if (step + 1) % options.checkpoint_every == 0 or step + 1 == options.steps:
-            save_state(state_path, step + 1, vae, ema, optimizer)
     seconds = log.close()
     model = ema.shadow.eval()
     stats = video_latent_stats(model, options.seed, size, num_frames, stats_samples)
@@ -195,13 +190,10 @@ def train_hunyuan(sizes: VideoSizes, options: StageOptions, work_dir: Path, vae:
         with torch.no_grad():
             x0 = vae.encode(videos.to(device)).latent_dist.sample(generator) * vae.config.scaling_factor
         loss = flow_loss(bundle, tokenizers, x0, prompts, generator)
-        loss.backward()
-        grad_norm = optimizer_step(bundle, optimizer, step, options)
-        ema.update(bundle)
+        grad_norm = finish_step(step, loss, bundle, optimizer, ema, options, state_path,
+                                snapshot=lambda done: save_video_pipeline(
+                                    ema.shadow, vae, tokenizers, work_dir / "hunyuan" / f"step_{done:06d}"))
         log.add(step, loss=loss.item(), grad_norm=grad_norm)
-        if (step + 1) % options.checkpoint_every == 0 or step + 1 == options.steps:
-            save_state(state_path, step + 1, bundle, ema, optimizer)
-            save_video_pipeline(ema.shadow, vae, tokenizers, work_dir / "hunyuan" / f"step_{step + 1:06d}")
     log.close()
     return ema.shadow
 
