@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,12 @@ _LLAMA_WORDS = (
 
 
 def tiny_llama_tokenizer() -> Any:
-    """``PreTrainedTokenizerFast`` over a WordPiece vocabulary (words, then characters as sub-words).
+    """The tiny models' Llama-style tokenizer (``word_piece_llama_tokenizer`` over a fixed word list)."""
+    return word_piece_llama_tokenizer(_LLAMA_WORDS)
+
+
+def word_piece_llama_tokenizer(words: Iterable[str]) -> Any:
+    """``PreTrainedTokenizerFast`` over a WordPiece vocabulary (``words`` sorted, then characters as sub-words).
 
     Unknown words split into characters, so every prompt has a distinct tokenisation. Special tokens
     are those of Llama-3 that HunyuanVideo's prompt template uses; BOS is prepended; pad = EOS.
@@ -62,7 +67,7 @@ def tiny_llama_tokenizer() -> Any:
     from transformers import PreTrainedTokenizerFast
 
     chars = string.ascii_letters + string.digits + string.punctuation
-    tokens = list(LLAMA_SPECIAL_TOKENS) + sorted(set(_LLAMA_WORDS)) + list(chars) + ["##" + c for c in chars]
+    tokens = list(LLAMA_SPECIAL_TOKENS) + sorted(set(words)) + list(chars) + ["##" + c for c in chars]
     vocab = {token: i for i, token in enumerate(dict.fromkeys(tokens))}
     backend = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()

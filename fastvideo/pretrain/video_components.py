@@ -18,7 +18,6 @@ Everything is built from configs, offline, as stock diffusers / transformers cla
 
 from __future__ import annotations
 
-import string
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +29,7 @@ from diffusers import (
 )
 from transformers import CLIPTextModel, CLIPTokenizer, LlamaConfig, LlamaModel
 
+from fastvideo.models.tiny_video import LLAMA_SPECIAL_TOKENS, word_piece_llama_tokenizer
 from fastvideo.pretrain.components import CLIP_MAX_LENGTH
 from fastvideo.pretrain.data import SPLIT_SEED, step_rng
 from fastvideo.shapes.motion import sample_motion_prompts
@@ -47,8 +47,6 @@ LLAMA_MAX_LENGTH = 16
 Padding is masked everywhere, so sampling with the pipeline's default 256 gives the same embeddings."""
 HIDDEN_LAYERS_TO_SKIP = 2
 TEMPLATE_CROP_START = 95
-LLAMA_SPECIAL_TOKENS = ("<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
-                        "<|eot_id|>", "[UNK]")
 SPLIT_TEMPLATE_WORDS = ("of",)
 """Template words kept out of the Llama vocabulary so that the template prefix is 95 tokens."""
 
@@ -97,20 +95,7 @@ def template_words() -> list[str]:
 
 def build_llama_tokenizer(words: list[str]):
     """``PreTrainedTokenizerFast``: Llama-3 specials, template + grammar words, characters as sub-words."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    chars = string.ascii_letters + string.digits + string.punctuation
-    tokens = [*LLAMA_SPECIAL_TOKENS, *sorted(set(words) | set(template_words())), *chars, *("##" + c for c in chars)]
-    vocab = {token: i for i, token in enumerate(dict.fromkeys(tokens))}
-    backend = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    backend.add_special_tokens(list(LLAMA_SPECIAL_TOKENS))
-    bos = LLAMA_SPECIAL_TOKENS[0]
-    backend.post_processor = processors.TemplateProcessing(single=f"{bos} $A", special_tokens=[(bos, vocab[bos])])
-    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token=bos, eos_token="<|end_of_text|>",
-                                   pad_token="<|end_of_text|>", unk_token="[UNK]", padding_side="right",
-                                   model_max_length=1024)
+    return word_piece_llama_tokenizer([*words, *template_words()])
 
 
 def build_llama_encoder(sizes: VideoSizes, tokenizer) -> LlamaModel:
