@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fastvideo.shapes.motion import STAY, MotionClaim, parse_motion_prompt
-from fastvideo.shapes.verifier import Detection, detect, to_hwc_float
+from fastvideo.shapes.verifier import Detection, detect, score_batch, to_hwc_float
 
 MIN_VERIFY_FRAMES = 5
 STAY_MAX_FRAC = 1.0 / 16.0
@@ -165,14 +165,7 @@ def verify_video_batch(videos, prompts: list[str]):
 
     Returns two float32 torch tensors of shape (B,) on CPU: score and correct (1.0 / 0.0).
     """
-    import torch
-
-    if len(videos) != len(prompts):
-        raise ValueError(f"{len(videos)} videos but {len(prompts)} prompts")
-    verdicts = [verify_video(video, prompt) for video, prompt in zip(videos, prompts)]
-    scores = torch.tensor([v.score for v in verdicts], dtype=torch.float32)
-    correct = torch.tensor([float(v.correct) for v in verdicts], dtype=torch.float32)
-    return scores, correct
+    return score_batch(verify_video, videos, prompts, "videos")
 
 
 __all__ = [

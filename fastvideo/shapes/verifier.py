@@ -341,11 +341,16 @@ def verify_batch(images, prompts: list[str]):
 
     Returns two float32 torch tensors of shape (B,) on CPU: score and correct (1.0 / 0.0).
     """
+    return score_batch(verify, images, prompts, "images")
+
+
+def score_batch(verify_one, items, prompts: list[str], what: str):
+    """(score, correct) float32 CPU tensors of shape (B,) from ``verify_one(item, prompt)`` per item."""
     import torch
 
-    if len(images) != len(prompts):
-        raise ValueError(f"{len(images)} images but {len(prompts)} prompts")
-    verdicts = [verify(image, prompt) for image, prompt in zip(images, prompts)]
+    if len(items) != len(prompts):
+        raise ValueError(f"{len(items)} {what} but {len(prompts)} prompts")
+    verdicts = [verify_one(item, prompt) for item, prompt in zip(items, prompts)]
     scores = torch.tensor([v.score for v in verdicts], dtype=torch.float32)
     correct = torch.tensor([float(v.correct) for v in verdicts], dtype=torch.float32)
     return scores, correct
