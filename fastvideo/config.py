@@ -62,6 +62,9 @@ class SamplerConfig:
     """Noise level of the SDE (DanceGRPO eta; Flow-GRPO/CPS 'a'); DDIM eta for diffusion models."""
     init_same_noise: bool = True
     """All G samples of a prompt start from the same initial latent."""
+    noise_block: int = 1
+    """Low-frequency exploration: SDE noise constant on noise_block x noise_block blocks of the latent grid,
+    log-probs in that D / noise_block^2 subspace (fastvideo.grpo.block_noise). 1 = i.i.d. noise. 'dance' SDE only."""
     window_size: int = 0
     """MixGRPO: steps w sampled with the SDE and trained (a sliding window); 0 = every step SDE (DanceGRPO)."""
     window_strategy: str = "progressive"

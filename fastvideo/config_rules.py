@@ -54,6 +54,7 @@ _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("sampler.num_steps", lambda v: v >= 2, "must be >= 2 (the last step is never trained)"),
     ("sampler.shift", lambda v: v > 0, "must be > 0"),
     ("sampler.eta", lambda v: v >= 0, "must be >= 0"),
+    ("sampler.noise_block", lambda v: v >= 1, "must be >= 1 (1 = i.i.d. noise)"),
     ("sampler.window_size", lambda v: v >= 0, "must be >= 0 (0 = no window)"),
     ("sampler.window_shift_every", lambda v: v >= 1, "must be >= 1"),
     ("sampler.window_stride", lambda v: v >= 1, "must be >= 1"),
@@ -131,6 +132,8 @@ def validate(cfg: Config) -> Config:
     if cfg.sampler.window_size > cfg.sampler.num_steps - 1:
         problems.append(f"sampler.window_size: must be <= num_steps - 1 = {cfg.sampler.num_steps - 1} "
                         f"(the last step is never trained), got {cfg.sampler.window_size}")
+    if cfg.sampler.noise_block > 1 and cfg.sampler.sde_type != "dance":
+        problems.append(f"sampler.noise_block: block noise needs sampler.sde_type dance, got {cfg.sampler.sde_type!r}")
     _raise_problems(problems, "")
     return cfg
 

@@ -28,6 +28,7 @@ from fastvideo.distributed import (
     shard_model,
 )
 from fastvideo.grpo.advantage import PerPromptStatTracker, group_advantages
+from fastvideo.grpo.block_noise import BlockNoise
 from fastvideo.grpo.plan import iteration_plan
 from fastvideo.grpo.rollout import initial_noise, make_sample_ids, rollout, train_step_subsets
 from fastvideo.grpo.sampler import DDIMSampler, FlowSampler
@@ -50,7 +51,11 @@ def build_sampler(cfg: Config, adapter, num_steps: int | None = None):
     s = cfg.sampler
     steps = num_steps or s.num_steps
     if adapter.paradigm == "flow":
-        return FlowSampler.build(steps, s.shift, s.sde_type, s.eta)
+        block = BlockNoise(s.noise_block, *adapter.latent_grid()) if s.noise_block > 1 else None
+        return FlowSampler.build(steps, s.shift, s.sde_type, s.eta, block)
+    if s.noise_block > 1:
+        raise ValueError(f"sampler.noise_block={s.noise_block} needs a rectified-flow model with the 'dance' SDE; "
+                         f"{type(adapter).__name__} samples with DDIM")
     if adapter.paradigm == "diffusion":
         if s.sde_type not in ("dance", "ode"):
             raise ValueError(f"sampler.sde_type={s.sde_type!r} is a rectified-flow SDE; diffusion models "

@@ -11,7 +11,7 @@ from fastvideo.distributed import DistEnv
 from tests.toy_models import BrightnessRewards
 from tests.trainer_utils import toy_config
 
-FLOW_ONLY = {"flow_grpo", "cps", "flash", "flash_star"}
+FLOW_ONLY = {"flow_grpo", "cps", "flash", "flash_star", "block_noise"}
 
 OPTIONS = {
     "dance": {},
@@ -22,6 +22,7 @@ OPTIONS = {
     "flash": {"sampler__window_size": 2, "sampler__ode_solver": "dpm2", "sampler__flash_ratio": 0.5},
     "flash_star": {"sampler__window_size": 2, "sampler__window_strategy": "frozen", "sampler__ode_solver": "dpm2",
                    "sampler__flash_ratio": 0.34},
+    "block_noise": {"sampler__noise_block": 2},
     "kl_full": {"grpo__kl_coef": 0.04},
     "lora": {"model__lora_rank": 4},
     "lora_kl": {"model__lora_rank": 4, "grpo__kl_coef": 0.04},

@@ -36,6 +36,7 @@ OPTIONS = {
     "flash": ["--sampler.window_size", "2", "--sampler.ode_solver", "dpm2", "--sampler.flash_ratio", "0.5"],
     "flash_star": ["--sampler.window_size", "2", "--sampler.window_strategy", "frozen",
                    "--sampler.ode_solver", "dpm2", "--sampler.flash_ratio", "0.34"],
+    "block_noise": ["--sampler.noise_block", "4"],
     "kl": ["--grpo.kl_coef", "0.01"],
     "lora": ["--model.lora_rank", "8", "--train.lr", "1e-2"],
     "stat_tracking": ["--grpo.per_prompt_stat_tracking", "true"],

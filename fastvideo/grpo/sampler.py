@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from fastvideo.grpo.block_noise import BlockNoise
 from fastvideo.grpo.dpm import dpm_solver_2m_step
 from fastvideo.grpo.schedule import ddim_schedule, flow_sigmas
 from fastvideo.grpo.sde import StepOutput, ddim_step, flow_step, pred_x0_ddim, pred_x0_flow
@@ -34,10 +35,13 @@ class FlowSampler:
     sigmas: torch.Tensor
     sde_type: str = "dance"
     eta: float = 0.3
+    block_noise: BlockNoise | None = None
+    """Low-frequency exploration noise (``fastvideo.grpo.block_noise``); None = i.i.d. per element."""
 
     @classmethod
-    def build(cls, num_steps: int, shift: float, sde_type: str, eta: float) -> FlowSampler:
-        return cls(flow_sigmas(num_steps, shift), sde_type, eta)
+    def build(cls, num_steps: int, shift: float, sde_type: str, eta: float,
+              block_noise: BlockNoise | None = None) -> FlowSampler:
+        return cls(flow_sigmas(num_steps, shift), sde_type, eta, block_noise)
 
     @property
     def num_steps(self) -> int:
@@ -55,7 +59,7 @@ class FlowSampler:
         return flow_step(
             model_output, sample, sigma, sigma_next,
             sde_type=self.sde_type if stochastic else "ode", eta=self.eta,
-            prev_sample=prev_sample, noise=noise,
+            prev_sample=prev_sample, noise=noise, block_noise=self.block_noise,
         )
 
     def dpm2_step(self, step: int, model_output, sample, x0_prev=None) -> torch.Tensor:

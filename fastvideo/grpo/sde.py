@@ -27,6 +27,8 @@ from typing import NamedTuple, Union
 import torch
 from torch import Tensor
 
+from fastvideo.grpo.block_noise import BlockNoise
+
 TimeValue = Union[float, Tensor]
 GeneratorArg = Union[torch.Generator, list[torch.Generator], None]
 
@@ -104,6 +106,7 @@ def _finish_step(
     prev_sample: Tensor | None,
     generator: GeneratorArg,
     noise: Tensor | None,
+    block_noise: BlockNoise | None = None,
 ) -> StepOutput:
     """Draw (or take) the next sample from N(mean, std^2) and return its log-density.
 
@@ -111,7 +114,9 @@ def _finish_step(
     later recomputation with the same ``prev_sample`` give identical values. The sample is the
     action: it enters the log-prob detached, so gradients flow only through mean and std (the
     returned ``prev_sample`` itself keeps its reparameterised graph). Samples with std == 0 get
-    prev_sample = mean (unless given) and log_prob = 0, with zero gradient.
+    prev_sample = mean (unless given) and log_prob = 0, with zero gradient. With ``block_noise`` the
+    white noise is mapped to block-constant noise and the log-density is the coarse coordinates'
+    (``fastvideo.grpo.block_noise``).
     """
     std = _batch_std(std, mean)
     if prev_sample is None:
@@ -119,12 +124,18 @@ def _finish_step(
             noise = standard_normal(mean.shape, mean.device, generator)
         elif noise.shape != mean.shape:
             raise ValueError(f"noise has shape {tuple(noise.shape)}, expected {tuple(mean.shape)}")
-        prev_sample = mean + std * noise.to(device=mean.device, dtype=torch.float32)
+        noise = noise.to(device=mean.device, dtype=torch.float32)
+        if block_noise is not None:
+            noise = block_noise.structure(noise)
+        prev_sample = mean + std * noise
     else:
         prev_sample = prev_sample.float()
     is_stochastic = std.reshape(-1) > 0
     safe_std = torch.where(std > 0, std, torch.ones_like(std))
-    log_prob = gaussian_log_prob(prev_sample.detach(), mean, safe_std)
+    if block_noise is None:
+        log_prob = gaussian_log_prob(prev_sample.detach(), mean, safe_std)
+    else:
+        log_prob = block_noise.log_prob(prev_sample.detach(), mean, safe_std)
     log_prob = torch.where(is_stochastic, log_prob, torch.zeros_like(log_prob))
     return StepOutput(prev_sample, log_prob, mean, std)
 
@@ -143,7 +154,8 @@ def pred_x0_ddim(model_output: Tensor, sample: Tensor, alpha_bar: TimeValue) -> 
     return (sample - torch.sqrt(1.0 - alpha_bar) * model_output.float()) / torch.sqrt(alpha_bar)
 
 
-def _dance_mean_std(v: Tensor, x: Tensor, sigma: Tensor, sigma_next: Tensor, eta: float):
+def _dance_mean_std(v: Tensor, x: Tensor, sigma: Tensor, sigma_next: Tensor, eta: float,
+                    block_noise: BlockNoise | None = None):
     """DanceGRPO flow SDE (DanceGRPO paper, eq. "Formulation of Sampling SDEs", rectified flows).
 
         score  s   = -(x - (1 - sigma) * x0_hat) / sigma^2,   x0_hat = x - sigma * v
@@ -151,11 +163,15 @@ def _dance_mean_std(v: Tensor, x: Tensor, sigma: Tensor, sigma_next: Tensor, eta
         std        = eta * sqrt(sigma - sigma_next)
 
     i.e. Euler-Maruyama for dx = (v - eta^2/2 * score) dsigma + eta dW, the reverse SDE with the
-    probability-flow ODE dx/dsigma = v, so it keeps the marginals of the flow.
+    probability-flow ODE dx/dsigma = v, so it keeps the marginals of the flow. With block noise of
+    factor f the correction is -0.5 * eta^2 * f^2 * P(s) * Delta (P: projection onto the noise's
+    subspace), and the noise is drawn in that subspace by ``_finish_step``.
     """
     delta = sigma_next - sigma
     x0_hat = x - sigma * v
     score = -(x - (1.0 - sigma) * x0_hat) / sigma**2
+    if block_noise is not None:
+        score = block_noise.factor**2 * block_noise.project(score)
     mean = x + delta * v - 0.5 * eta**2 * score * delta
     std = eta * torch.sqrt(-delta)
     return mean, std
@@ -210,6 +226,7 @@ def flow_step(
     prev_sample: Tensor | None = None,
     generator: GeneratorArg = None,
     noise: Tensor | None = None,
+    block_noise: BlockNoise | None = None,
 ) -> StepOutput:
     """One rectified-flow step from ``sigma`` to ``sigma_next`` with its Gaussian log-prob.
 
@@ -221,9 +238,14 @@ def flow_step(
     (how training recomputes the policy). Otherwise x' = mean + std * noise, where ``noise`` (same
     shape as ``sample``) is used if given, else drawn from ``generator`` (one generator, or a list
     of B generators, one per sample). See the module docstring for shapes and dtypes.
+
+    ``block_noise`` (``"dance"`` only): low-frequency exploration, noise constant on f x f blocks of
+    the latent grid with the log-prob taken in that subspace (``fastvideo.grpo.block_noise``).
     """
     if sde_type not in SDE_TYPES:
         raise ValueError(f"unknown sde_type {sde_type!r}; expected one of {SDE_TYPES}")
+    if block_noise is not None and block_noise.factor > 1 and sde_type not in ("dance", "ode"):
+        raise ValueError(f"block noise is implemented for the 'dance' SDE only, not {sde_type!r}")
     x = sample.float()
     v = model_output.float()
     sigma_t = _per_sample(sigma, x)
@@ -232,12 +254,12 @@ def flow_step(
         mean = x + (sigma_next_t - sigma_t) * v
         std = torch.zeros((), dtype=torch.float32, device=x.device)
     elif sde_type == "dance":
-        mean, std = _dance_mean_std(v, x, sigma_t, sigma_next_t, eta)
+        mean, std = _dance_mean_std(v, x, sigma_t, sigma_next_t, eta, block_noise)
     elif sde_type == "flow_grpo":
         mean, std = _flow_grpo_mean_std(v, x, sigma_t, sigma_next_t, eta)
     else:
         mean, std = _cps_mean_std(v, x, sigma_t, sigma_next_t, eta)
-    return _finish_step(mean, std, prev_sample, generator, noise)
+    return _finish_step(mean, std, prev_sample, generator, noise, block_noise if sde_type == "dance" else None)
 
 
 def ddim_step(

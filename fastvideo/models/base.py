@@ -330,6 +330,11 @@ class ModelAdapter(abc.ABC):
     def latent_shape(self) -> tuple[int, ...]:
         """Per-sample latent shape, from the configured height/width (and frames)."""
 
+    def latent_grid(self) -> tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]:
+        """(to_grid, from_grid): latents <-> (B, ..., H, W) spatial grid (block noise pools the last two
+        dims). The identity for (B, C, [T,] H, W) latents; packed layouts override it."""
+        return (lambda x: x), (lambda x: x)
+
     @abc.abstractmethod
     def predict(self, latents: Tensor, timestep: Tensor, cond: Cond) -> Tensor:
         """Denoiser output (fp32), same shape as ``latents``; CFG happens inside."""

@@ -137,6 +137,10 @@ class FluxAdapter(ModelAdapter):
         x = latents.view(b, h // 2, w // 2, channels // 4, 2, 2).permute(0, 3, 1, 4, 2, 5)
         return x.reshape(b, channels // 4, h, w)
 
+    def latent_grid(self):
+        """Packed tokens <-> (B, C, h, w) VAE latents (block noise acts on the latent image)."""
+        return self.unpack, self.pack
+
     # denoiser --------------------------------------------------------------------------------
     def _on_transformer_loaded(self, module: nn.Module) -> None:
         self._guidance_embeds = bool(module.config.guidance_embeds)

@@ -159,17 +159,23 @@ def video_latent_stats(vae: AutoencoderKLHunyuanVideo, seed: int, size: int, num
 
 
 def flow_loss(bundle: VideoBundle, tokenizers: tuple, x0: torch.Tensor, prompts: list[str],
-              generator: torch.Generator) -> torch.Tensor:
-    """Rectified-flow MSE ``|v(x_t, 1000 t) - (eps - x0)|^2`` on latents (B, C, T', h, w)."""
+              generator: torch.Generator, condition: torch.Tensor | None = None,
+              guidance: float = VIDEO_GUIDANCE) -> torch.Tensor:
+    """Rectified-flow MSE ``|v(x_t, 1000 t) - (eps - x0)|^2`` on latents (B, C, T', h, w).
+
+    ``condition`` (B, C', T', h, w), if given, is concatenated after x_t on the channel axis (the
+    image-to-video input, ``video_i2v``); ``guidance`` is the embedded guidance value (x 1000).
+    """
     batch, device = x0.shape[0], x0.device
     t = sample_flow_time(batch, generator, VIDEO_SHIFT).to(device)
     noise = torch.randn(x0.shape, generator=generator).to(device)
     xt = (1.0 - t.view(-1, 1, 1, 1, 1)) * x0 + t.view(-1, 1, 1, 1, 1) * noise
     sequence, mask = llama_text(bundle.llama, tokenizers[0], prompts)
     prediction = bundle.transformer(
-        hidden_states=xt, timestep=t * 1000.0, encoder_hidden_states=sequence, encoder_attention_mask=mask,
+        hidden_states=xt if condition is None else torch.cat([xt, condition], dim=1), timestep=t * 1000.0,
+        encoder_hidden_states=sequence, encoder_attention_mask=mask,
         pooled_projections=clip_pooled(bundle.clip, tokenizers[1], prompts),
-        guidance=torch.full((batch,), VIDEO_GUIDANCE * 1000.0, device=device), return_dict=False,
+        guidance=torch.full((batch,), guidance * 1000.0, device=device), return_dict=False,
     )[0]
     return (prediction - (noise - x0)).square().mean()
 
@@ -199,10 +205,11 @@ def train_hunyuan(sizes: VideoSizes, options: StageOptions, work_dir: Path, vae:
 
 
 def save_video_pipeline(bundle: VideoBundle, vae: AutoencoderKLHunyuanVideo, tokenizers: tuple, directory: Path,
-                        dtype: torch.dtype = torch.float16) -> None:
-    """A stock HunyuanVideoPipeline directory: diffusers models in ``dtype``, text encoders in fp32."""
+                        dtype: torch.dtype = torch.float16, pipeline_class: type = HunyuanVideoPipeline) -> None:
+    """A stock ``pipeline_class`` (HunyuanVideoPipeline layout) directory: diffusers models in ``dtype``,
+    text encoders in fp32."""
     with quiet_diffusers():
-        pipe = HunyuanVideoPipeline(
+        pipe = pipeline_class(
             text_encoder=copy.deepcopy(bundle.llama).float(), tokenizer=tokenizers[0],
             transformer=copy.deepcopy(bundle.transformer).to(dtype), vae=copy.deepcopy(vae).to(dtype),
             scheduler=build_video_scheduler(), text_encoder_2=copy.deepcopy(bundle.clip).float(),
@@ -244,9 +251,9 @@ def evaluate_video(model_dir: Path, num: int = 200, steps: int = 16, seed: int =
     return result
 
 
-def stage_options(stage: str, args: argparse.Namespace) -> StageOptions:
-    """Defaults for ``stage`` with the CLI's overrides (smoke: 2 steps of batch 2)."""
-    options = StageOptions(**{**DEFAULTS[stage].__dict__})
+def stage_options(stage: str, args: argparse.Namespace, defaults: StageOptions | None = None) -> StageOptions:
+    """``defaults`` (else ``DEFAULTS[stage]``) with the CLI's overrides (smoke: 2 steps of batch 2)."""
+    options = StageOptions(**{**(defaults or DEFAULTS[stage]).__dict__})
     if args.smoke:
         options.steps, options.batch_size, options.warmup, options.log_every = 2, 2, 1, 1
     for name in ("steps", "batch_size", "lr"):

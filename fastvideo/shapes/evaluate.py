@@ -1,21 +1,24 @@
-"""Held-out evaluation of a GRPO policy in the shapes world, before/after grid and run summary.
+"""Held-out evaluation of a GRPO policy in a shapes world, before/after figure and run summary.
 
 The policy is sampled exactly as in a rollout but with deterministic (ODE / DDIM eta=0) steps: the
 adapter's ``predict`` driven by the trainer's sampler (same number of steps and shift), with the
 initial noise of prompt ``i`` drawn from ``sample_seed(eval_seed, 0, i, 0, init)``, so the base and the
 fine-tuned model see the same prompts *and* the same noise, whatever the batch size or the number
-of ranks. Prompts: ``num_prompts`` skill-balanced draws from the grammar's held-out split with the
-same seed as ``fastvideo.pretrain.evaluate`` (the model card's evaluation), verified by
-``fastvideo.shapes.verifier.verify``.
+of ranks. The prompts, the verifier and the before/after figure come from the *world*
+(``fastvideo.shapes.worlds``): ``image`` (default): ``num_prompts`` skill-balanced draws from the
+grammar's held-out split with the same seed as ``fastvideo.pretrain.evaluate`` (the model card's
+evaluation), verified by ``fastvideo.shapes.verifier.verify``; ``motion`` (video adapters): the
+held-out motion prompts of ``fastvideo.pretrain.video.evaluate_video``, verified by
+``fastvideo.shapes.motion_verifier.verify_video``.
 
 Ranks: every rank samples and verifies a contiguous shard of the prompts (padded so that all ranks
 run the same number of forward passes, which FSDP needs), then scores and images are gathered;
 only rank 0 summarises and writes files.
 
-Reported per skill and overall (``fastvideo.pretrain.evaluate.summarize``): binary accuracy ``acc``
-with its binomial standard error ``se``, the mean verifier score and ``no_shape_frac`` (images in which
-the verifier detects no shape at all). Gains come with the standard error of the *paired*
-difference (same prompts and noise): std(correct_final - correct_base) / sqrt(n).
+Reported per skill of the world and overall (``fastvideo.pretrain.evaluate.summarize``): binary
+accuracy ``acc`` with its binomial standard error ``se``, the mean verifier score and ``no_shape_frac``
+(samples in which the verifier detects no shape at all, in any frame). Gains come with the standard
+error of the *paired* difference (same prompts and noise): std(correct_final - correct_base) / sqrt(n).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from __future__ import annotations
 import json
 import math
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,24 +36,32 @@ from tqdm.auto import tqdm
 from fastvideo.distributed import DistEnv, all_gather_cat, autocast
 from fastvideo.grpo.rollout import initial_noise, make_sample_ids, rollout
 from fastvideo.models.base import select_cond
-from fastvideo.pretrain.evaluate import EVAL_SEED, heldout_prompts, summarize
+from fastvideo.pretrain.evaluate import EVAL_SEED, summarize
 from fastvideo.shapes.grammar import SKILLS
-from fastvideo.shapes.verifier import verify
-from fastvideo.training.metrics import image_grid
+from fastvideo.shapes.worlds import AUTO, IMAGE_WORLD, ImageWorld, get_world
 
 
 @dataclass
 class EvalSettings:
     """What the held-out evaluation samples (identical for the base and the fine-tuned model)."""
 
-    num_prompts: int = 400
-    """Skill-balanced draws from the held-out split (with replacement within a skill)."""
+    num_prompts: int = 0
+    """Skill-balanced draws from the held-out split (with replacement within a skill); 0 = the world's
+    default (image 400, motion 200: the pretraining evaluations' draws)."""
     seed: int = EVAL_SEED
     """Seed of the prompt draws and of every image's initial noise."""
     batch_size: int = 100
     """Images per forward pass (per rank)."""
-    grid_per_skill: int = 2
-    """Columns of the before/after grid per skill: the first prompts of each skill."""
+    grid_per_skill: int = 0
+    """Columns of the before/after figure per skill: the first prompts of each skill; 0 = the world's
+    default (image 2, motion 4)."""
+    world: str = AUTO
+    """image | motion | auto (motion for a video adapter, i.e. model.num_frames > 1)."""
+
+    def resolved(self, world: ImageWorld) -> EvalSettings:
+        """A copy with the world's name and its defaults in place of the 0 / auto fields."""
+        return replace(self, world=world.name, num_prompts=self.num_prompts or world.default_num_prompts,
+                       grid_per_skill=self.grid_per_skill or world.default_grid_per_skill)
 
 
 @dataclass
@@ -59,22 +70,38 @@ class EvalResult:
 
     records: list[dict]
     grid_images: torch.Tensor
-    """(K, 3, H, W) in [0, 1], the images of ``grid_indices`` in that order."""
+    """(K, 3, H, W) in [0, 1] (videos: (K, T, 3, H, W)), the samples of ``grid_indices`` in that order."""
+    skills: tuple[str, ...] = SKILLS
+    """The world's skills (keys of the summary's ``per_skill``)."""
 
     @property
     def summary(self) -> dict:
-        return summarize(self.records)
+        return summarize_skills(self.records, self.skills)
 
 
-def eval_prompts(settings: EvalSettings) -> list[tuple[str, str]]:
+def summarize_skills(records: list[dict], skills: tuple[str, ...] = SKILLS) -> dict:
+    """``fastvideo.pretrain.evaluate.summarize`` with the per-skill blocks of any world's skills."""
+    if tuple(skills) == SKILLS:
+        return summarize(records)
+    per_skill = {skill: summarize([r for r in records if r["skill"] == skill])["overall"] for skill in skills}
+    return {"overall": summarize(records)["overall"], "per_skill": per_skill}
+
+
+def world_of(settings: EvalSettings, adapter=None) -> ImageWorld:
+    """The settings' world (``auto``: decided by the adapter; without one: image)."""
+    return get_world(settings.world, adapter)
+
+
+def eval_prompts(settings: EvalSettings, world: ImageWorld | None = None) -> list[tuple[str, str]]:
     """The (text, skill) prompts of the evaluation, in order."""
-    return heldout_prompts(settings.num_prompts, settings.seed)
+    world = world or world_of(settings)
+    return world.prompts(settings.num_prompts or world.default_num_prompts, settings.seed)
 
 
-def grid_indices(skills: list[str], per_skill: int) -> list[int]:
-    """Positions of the first ``per_skill`` prompts of each skill (in SKILLS order)."""
+def grid_indices(skills: list[str], per_skill: int, order: tuple[str, ...] = SKILLS) -> list[int]:
+    """Positions of the first ``per_skill`` prompts of each skill (in ``order``)."""
     chosen = []
-    for skill in SKILLS:
+    for skill in order:
         chosen += [i for i, s in enumerate(skills) if s == skill][:per_skill]
     return chosen
 
@@ -102,7 +129,8 @@ def eval_mode(module: torch.nn.Module):
 @torch.no_grad()
 def generate(adapter, sampler, texts: list[str], indices: list[int], *, seed: int, batch_size: int,
              device: torch.device, mixed_precision: str = "auto", progress: tqdm | None = None) -> torch.Tensor:
-    """Deterministic samples (N, 3, H, W) in [0, 1] of ``texts``; sample i's noise depends on ``indices[i]``."""
+    """Deterministic samples (N, 3, H, W) (videos: (N, T, 3, H, W)) in [0, 1] of ``texts``; sample i's
+    noise depends on ``indices[i]``."""
     chunks = []
     for start in range(0, len(texts), batch_size):
         batch_texts, batch_indices = texts[start:start + batch_size], indices[start:start + batch_size]
@@ -124,28 +152,33 @@ def generate(adapter, sampler, texts: list[str], indices: list[int], *, seed: in
     return torch.cat(chunks)
 
 
-def verify_images(images: torch.Tensor, texts: list[str]) -> torch.Tensor:
-    """(N, 3) float tensor of (score, correct, number of detections) per image."""
+def verify_images(images: torch.Tensor, texts: list[str], world: ImageWorld = IMAGE_WORLD) -> torch.Tensor:
+    """(N, 3) float tensor of (score, correct, number of detections) per image (or video)."""
     rows = []
     for image, text in zip(images, texts):
-        verdict = verify(image, text)
-        rows.append([verdict.score, float(verdict.correct), float(verdict.num_detected)])
+        score, correct, detected = world.verify(image, text)
+        rows.append([score, float(correct), float(detected)])
     return torch.tensor(rows, dtype=torch.float32).reshape(-1, 3)
 
 
 def evaluate_policy(adapter, sampler, env: DistEnv, settings: EvalSettings, *, mixed_precision: str = "auto",
-                    desc: str = "eval", progress_bar: bool = True) -> EvalResult:
-    """Sample and verify the held-out prompts on all ranks; rank 0 gets every record (others: [])."""
-    prompts = eval_prompts(settings)
+                    desc: str = "eval", progress_bar: bool = True,
+                    world: ImageWorld | None = None) -> EvalResult:
+    """Sample and verify the held-out prompts on all ranks; rank 0 gets every record (others: []).
+
+    ``world`` defaults to the settings' (``auto``: chosen from the adapter)."""
+    world = world or world_of(settings, adapter)
+    settings = settings.resolved(world)
+    prompts = eval_prompts(settings, world)
     mine, real = shard(len(prompts), env.rank, env.world_size)
     texts = [prompts[i][0] for i in mine]
-    bar = tqdm(total=len(mine), desc=desc, unit="img", dynamic_ncols=True,
+    bar = tqdm(total=len(mine), desc=desc, unit=world.unit, dynamic_ncols=True,
                disable=not (env.is_main and progress_bar))
     with eval_mode(adapter.transformer):
         images = generate(adapter, sampler, texts, mine, seed=settings.seed, batch_size=settings.batch_size,
                           device=env.device, mixed_precision=mixed_precision, progress=bar)
     bar.set_postfix(verifying=len(texts))
-    local = verify_images(images[:real], texts[:real])
+    local = verify_images(images[:real], texts[:real], world)
     bar.close()
     padded = torch.cat([local, torch.full((len(mine) - real, 3), float("nan"))])
     pixels = (images * 255).round().to(torch.uint8)
@@ -154,12 +187,12 @@ def evaluate_policy(adapter, sampler, env: DistEnv, settings: EvalSettings, *, m
     order = [i for r in range(env.world_size) for i in shard(len(prompts), r, env.world_size)[0]]
     real_rows = ~torch.isnan(all_rows[:, 0])
     by_index = {order[j]: j for j in range(len(order)) if real_rows[j]}
-    grid = grid_indices([skill for _, skill in prompts], settings.grid_per_skill)
+    grid = grid_indices([skill for _, skill in prompts], settings.grid_per_skill, world.skills)
     grid_images = all_pixels[[by_index[i] for i in grid]].float() / 255.0
     if not env.is_main:
-        return EvalResult([], grid_images)
+        return EvalResult([], grid_images, world.skills)
     records = [_record(prompts[i], all_rows[by_index[i]]) for i in range(len(prompts))]
-    return EvalResult(records, grid_images)
+    return EvalResult(records, grid_images, world.skills)
 
 
 def _record(prompt: tuple[str, str], row: torch.Tensor) -> dict:
@@ -170,7 +203,7 @@ def _record(prompt: tuple[str, str], row: torch.Tensor) -> dict:
 # --------------------------------------------------------------------------------------------- outputs
 
 
-def paired_gain(base: list[dict], final: list[dict]) -> dict:
+def paired_gain(base: list[dict], final: list[dict], skills: tuple[str, ...] = SKILLS) -> dict:
     """Accuracy and score gains (final - base) overall and per skill, with paired standard errors."""
     def block(pairs: list[tuple[dict, dict]]) -> dict:
         if not pairs:
@@ -184,18 +217,20 @@ def paired_gain(base: list[dict], final: list[dict]) -> dict:
     if any(b["text"] != f["text"] for b, f in pairs):
         raise ValueError("base and final evaluations used different prompts")
     return {"overall": block(pairs),
-            "per_skill": {skill: block([p for p in pairs if p[0]["skill"] == skill]) for skill in SKILLS}}
+            "per_skill": {skill: block([p for p in pairs if p[0]["skill"] == skill]) for skill in skills}}
 
 
-def build_summary(results: dict[str, EvalResult | None], settings: EvalSettings, extra: dict) -> dict:
+def build_summary(results: dict[str, EvalResult | None], settings: EvalSettings, extra: dict,
+                  world: ImageWorld = IMAGE_WORLD) -> dict:
     """summary.json content: one summary per evaluated policy ('base', 'final', 'final_ema') and gains."""
     summary: dict = {name: (r.summary if r is not None else None) for name, r in results.items()}
     base = results.get("base")
     summary["gain"] = {}
     for name in ("final", "final_ema"):
         if base is not None and results.get(name) is not None:
-            summary["gain"][name] = paired_gain(base.records, results[name].records)
-    summary["eval"] = {**asdict(settings), "split": "heldout", "sampling": "deterministic (ODE / DDIM eta=0)"}
+            summary["gain"][name] = paired_gain(base.records, results[name].records, world.skills)
+    summary["eval"] = {**asdict(settings.resolved(world)), "split": "heldout",
+                       "sampling": "deterministic (ODE / DDIM eta=0)", **world.eval_info}
     summary.update(extra)
     return summary
 
@@ -205,16 +240,16 @@ def write_records(records: list[dict], path: Path) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
 
 
-def save_before_after(results: dict[str, EvalResult | None], prompts: list[str], path: Path) -> Path:
-    """Grid PNG: one row per evaluated policy (base, final[, final_ema]), one column per prompt;
-    the row and column legend goes to ``<path>.txt``."""
+def save_before_after(results: dict[str, EvalResult | None], prompts: list[str], path: Path,
+                      world: ImageWorld = IMAGE_WORLD) -> Path:
+    """Grid PNG (the motion world: a strip of frames, and ``<path>.gif``): one row per evaluated policy
+    (base, final[, final_ema]), one column per prompt; the row and column legend goes to ``<path>.txt``."""
     rows = [(name, r.grid_images) for name, r in results.items() if r is not None]
-    images = torch.cat([grid for _, grid in rows])
     path.parent.mkdir(parents=True, exist_ok=True)
-    image_grid(images, len(rows)).save(path)
+    world.save_figure([grid for _, grid in rows], path)
     legend = ["rows: " + ", ".join(name for name, _ in rows), "columns:"]
     legend += [f"  {i}: {text}" for i, text in enumerate(prompts)]
-    path.with_suffix(".txt").write_text("\n".join(legend) + "\n")
+    path.with_suffix(".txt").write_text("\n".join(legend + world.legend()) + "\n")
     return path
 
 
@@ -223,7 +258,8 @@ def format_comparison(summary: dict) -> str:
     names = [n for n in ("base", "final", "final_ema") if summary.get(n)]
     header = f"{'skill':<14}" + "".join(f" {n + ' acc':>18} {'score':>6} {'none':>5}" for n in names)
     lines = [header]
-    for skill in [*SKILLS, "overall"]:
+    skills = list(summary[names[0]]["per_skill"]) if names else []
+    for skill in [*skills, "overall"]:
         line = f"{skill:<14}"
         for name in names:
             stats = summary[name]["overall"] if skill == "overall" else summary[name]["per_skill"][skill]

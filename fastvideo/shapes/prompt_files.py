@@ -1,11 +1,13 @@
-"""Prompt files of the shapes world, written from the grammar's train / held-out split.
+"""Prompt files of the shapes worlds, written from the grammars' train / held-out splits.
 
-    python -m fastvideo.shapes.prompt_files [--out_dir assets/shapes/prompts] [--seed 0]
+    python -m fastvideo.shapes.prompt_files [--world image|motion] [--out_dir DIR] [--seed 0]
 
-writes ``train.txt`` (the GRPO training prompts, ``data.prompt_file`` of configs/shapes/*.yaml) and
-``heldout.txt`` (every held-out prompt, for reference; the evaluation draws skill-balanced prompts
-from the same split in code, see ``fastvideo.shapes.evaluate``). One prompt per line, in the
-grammar's order. The shipped files are checked against the grammar by the tests.
+writes ``train.txt`` (the GRPO training prompts, ``data.prompt_file`` of configs/shapes/*.yaml, or of
+configs/shapes_video/*.yaml for ``--world motion``) and ``heldout.txt`` (every held-out prompt, for
+reference; the evaluation draws skill-balanced prompts from the same split in code, see
+``fastvideo.shapes.evaluate``). One prompt per line, in the grammar's order. Default directories:
+assets/shapes/prompts (image grammar, ``grammar.prompt_splits``) and assets/shapes_video/prompts
+(motion grammar, ``motion.motion_prompt_splits``). The shipped files are checked by the tests.
 """
 
 from __future__ import annotations
@@ -14,35 +16,45 @@ import argparse
 from pathlib import Path
 
 from fastvideo.shapes.grammar import prompt_splits
+from fastvideo.shapes.motion import motion_prompt_splits
 
 DEFAULT_PROMPT_DIR = Path("assets/shapes/prompts")
+MOTION_PROMPT_DIR = Path("assets/shapes_video/prompts")
+DEFAULT_DIRS = {"image": DEFAULT_PROMPT_DIR, "motion": MOTION_PROMPT_DIR}
 TRAIN_FILE = "train.txt"
 HELDOUT_FILE = "heldout.txt"
 
 
-def split_texts(seed: int = 0) -> dict[str, list[str]]:
-    """{"train": [...], "heldout": [...]} prompt texts of ``prompt_splits(seed)``."""
-    train, heldout = prompt_splits(seed)
+def split_texts(seed: int = 0, world: str = "image") -> dict[str, list[str]]:
+    """{"train": [...], "heldout": [...]} prompt texts of ``prompt_splits(seed)`` (``world="motion"``:
+    of ``motion_prompt_splits(seed)``)."""
+    if world not in DEFAULT_DIRS:
+        raise ValueError(f"unknown world {world!r}; expected one of {list(DEFAULT_DIRS)}")
+    train, heldout = (prompt_splits if world == "image" else motion_prompt_splits)(seed)
     return {"train": [p.text for p in train], "heldout": [p.text for p in heldout]}
 
 
-def write_prompt_files(out_dir: str | Path = DEFAULT_PROMPT_DIR, seed: int = 0) -> dict[str, Path]:
-    """Write ``train.txt`` and ``heldout.txt`` into ``out_dir``; return their paths by split."""
-    out = Path(out_dir)
+def write_prompt_files(out_dir: str | Path | None = None, seed: int = 0,
+                       world: str = "image") -> dict[str, Path]:
+    """Write ``train.txt`` and ``heldout.txt`` into ``out_dir`` (default: the world's); return their paths."""
+    out = Path(out_dir) if out_dir is not None else DEFAULT_DIRS[world]
     out.mkdir(parents=True, exist_ok=True)
+    texts = split_texts(seed, world)
     paths = {}
     for split, name in (("train", TRAIN_FILE), ("heldout", HELDOUT_FILE)):
         paths[split] = out / name
-        paths[split].write_text("\n".join(split_texts(seed)[split]) + "\n", encoding="utf-8")
+        paths[split].write_text("\n".join(texts[split]) + "\n", encoding="utf-8")
     return paths
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out_dir", default=str(DEFAULT_PROMPT_DIR))
-    parser.add_argument("--seed", type=int, default=0, help="split seed (prompt_splits)")
+    parser.add_argument("--world", choices=sorted(DEFAULT_DIRS), default="image")
+    parser.add_argument("--out_dir", default=None,
+                        help="default: assets/shapes/prompts (image) or assets/shapes_video/prompts (motion)")
+    parser.add_argument("--seed", type=int, default=0, help="split seed (prompt_splits / motion_prompt_splits)")
     args = parser.parse_args(argv)
-    for split, path in write_prompt_files(args.out_dir, args.seed).items():
+    for split, path in write_prompt_files(args.out_dir, args.seed, args.world).items():
         print(f"{split}: {path}")
 
 

@@ -2,18 +2,27 @@
 
     torchrun --nproc_per_node=N -m fastvideo.shapes.train_shapes --config configs/shapes/flux_grpo.yaml
         --output_dir outputs/shapes_flux_grpo [--eval.num_prompts 400] [--section.field value ...]
+    ... --config configs/shapes_video/hunyuan_t2v_grpo.yaml      (moving shapes, text-to-video)
+    ... --config configs/shapes_video/skyreels_i2v_grpo.yaml     (moving shapes, image-to-video)
+
+The world (``fastvideo.shapes.worlds``) follows the adapter: image models are evaluated on the
+grammar's held-out prompts with ``shapes.verifier``, video models (``model.num_frames`` > 1) on the
+held-out motion prompts with ``shapes.motion_verifier`` (``--eval.world image|motion`` forces one).
+An image-to-video adapter without a configured first-frame file conditions every prompt on the first
+frame of its ground-truth render (``fastvideo.shapes.motion_frames``), in training and evaluation.
 
 Steps: build ``GRPOTrainer(cfg)`` -> evaluate the base policy on the held-out prompts -> ``train()``
 -> evaluate the final policy (and its EMA weights when ``train.ema_decay`` > 0) -> write, into the
 run directory (``--output_dir``): ``metrics.jsonl`` (the trainer's), ``reward_curve.png`` and
 ``training_curves.png``, ``before_after.png`` (+ ``.txt`` legend; rows base / final [/ final_ema],
-columns fixed held-out prompts and seeds), ``eval_<policy>.jsonl`` (per-image verdicts) and
-``summary.json`` (per-skill accuracy ± s.e., mean score, no-shape fraction, paired gains, times).
+columns fixed held-out prompts and seeds; videos: first / middle / last frames per cell, and the
+animated ``before_after.gif``), ``eval_<policy>.jsonl`` (per-sample verdicts) and ``summary.json``
+(per-skill accuracy ± s.e., mean score, no-shape fraction, paired gains, times).
 
 Evaluation flags (everything else is a config override, see ``python -m fastvideo.train --help``):
-``--eval.num_prompts`` (400), ``--eval.seed`` (1234), ``--eval.batch_size`` (100),
-``--eval.grid_per_skill`` (2). Ranks share the evaluation (see ``fastvideo.shapes.evaluate``); rank 0
-writes the files. On resume the base evaluation is read back from ``eval_base.json`` (it must
+``--eval.num_prompts`` (image 400, motion 200), ``--eval.seed`` (1234), ``--eval.batch_size`` (100),
+``--eval.grid_per_skill`` (image 2, motion 4), ``--eval.world`` (auto). Ranks share the evaluation
+(see ``fastvideo.shapes.evaluate``); rank 0 writes the files. On resume the base evaluation is read back from ``eval_base.json`` (it must
 describe the weights before training, which are gone once a checkpoint is loaded).
 """
 
@@ -40,6 +49,7 @@ def split_eval_args(argv: list[str]):
     """Separate ``--eval.<field> value`` flags (EvalSettings) from the trainer's arguments."""
     from fastvideo.config import split_overrides
     from fastvideo.shapes.evaluate import EvalSettings
+    from fastvideo.shapes.worlds import get_world
 
     settings, rest, index = EvalSettings(), [], 0
     fields = {f.name: f for f in dataclasses.fields(EvalSettings)}
@@ -57,7 +67,11 @@ def split_eval_args(argv: list[str]):
         if name not in fields or pair[1] is None:
             raise SystemExit(f"unknown or incomplete evaluation flag {token!r}; known: "
                              + ", ".join(f"--eval.{n}" for n in fields))
-        setattr(settings, name, int(pair[1]))
+        setattr(settings, name, type(getattr(settings, name))(pair[1]))
+    try:
+        get_world(settings.world)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
     return settings, rest
 
 
@@ -72,7 +86,7 @@ def _json_safe(value):
     return value
 
 
-def evaluate(trainer, settings, name: str, *, use_ema: bool = False):
+def evaluate(trainer, settings, name: str, *, use_ema: bool = False, world=None):
     """Evaluate the trainer's current policy (or its EMA weights) on the held-out prompts."""
     from fastvideo.shapes.evaluate import evaluate_policy
 
@@ -81,21 +95,22 @@ def evaluate(trainer, settings, name: str, *, use_ema: bool = False):
     try:
         return evaluate_policy(trainer.adapter, trainer.sampler, trainer.env, settings,
                                mixed_precision=trainer.cfg.train.mixed_precision, desc=f"eval {name}",
-                               progress_bar=trainer.cfg.logging.progress_bar)
+                               progress_bar=trainer.cfg.logging.progress_bar, world=world)
     finally:
         if use_ema:
             trainer.ema.swap(trainer.model)
 
 
-def base_evaluation(trainer, settings):
+def base_evaluation(trainer, settings, world=None):
     """The base policy's evaluation: computed before any update, or read back on resume."""
     import torch
 
-    from fastvideo.shapes.evaluate import EvalResult
+    from fastvideo.shapes.evaluate import EvalResult, world_of
 
+    world = world or world_of(settings, getattr(trainer, "adapter", None))
     run_dir, cache = trainer.run_dir, trainer.run_dir / BASE_CACHE
     if trainer.iteration == 0:
-        result = evaluate(trainer, settings, "base")
+        result = evaluate(trainer, settings, "base", world=world)
         if trainer.env.is_main:
             cache.write_text(json.dumps({"settings": dataclasses.asdict(settings), "records": result.records}))
             torch.save(result.grid_images, run_dir / BASE_GRID_CACHE)
@@ -105,11 +120,11 @@ def base_evaluation(trainer, settings):
         logger.warning("resumed at iteration %d without a matching %s: no base evaluation", trainer.iteration,
                        cache)
         return None
-    return EvalResult(saved["records"], torch.load(run_dir / BASE_GRID_CACHE))
+    return EvalResult(saved["records"], torch.load(run_dir / BASE_GRID_CACHE), world.skills)
 
 
-def write_artefacts(trainer, results: dict, settings, seconds: dict) -> dict:
-    """summary.json, eval_*.jsonl, before_after.png and the curves (rank 0)."""
+def write_artefacts(trainer, results: dict, settings, seconds: dict, world=None) -> dict:
+    """summary.json, eval_*.jsonl, before_after.png (+ .gif for videos) and the curves (rank 0)."""
     from fastvideo.plots import plot_training_curves
     from fastvideo.shapes.evaluate import (
         build_summary,
@@ -117,20 +132,24 @@ def write_artefacts(trainer, results: dict, settings, seconds: dict) -> dict:
         format_comparison,
         grid_indices,
         save_before_after,
+        world_of,
         write_records,
     )
 
+    world = world or world_of(settings, trainer.adapter)
+    settings = settings.resolved(world)
     run_dir = trainer.run_dir
     for name, result in results.items():
         if result is not None:
             write_records(result.records, run_dir / f"eval_{name}.jsonl")
-    prompts = eval_prompts(settings)
-    columns = [prompts[i][0] for i in grid_indices([s for _, s in prompts], settings.grid_per_skill)]
-    save_before_after(results, columns, run_dir / "before_after.png")
+    prompts = eval_prompts(settings, world)
+    picks = grid_indices([s for _, s in prompts], settings.grid_per_skill, world.skills)
+    columns = [prompts[i][0] for i in picks]
+    save_before_after(results, columns, run_dir / "before_after.png", world)
     extra = {"grid_prompts": columns, "iterations": trainer.iteration, "seconds": seconds,
              "model": trainer.cfg.model.path or ("tiny " + trainer.cfg.model.name),
              "world_size": trainer.env.world_size}
-    summary = _json_safe(build_summary(results, settings, extra))
+    summary = _json_safe(build_summary(results, settings, extra, world))
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if (run_dir / "metrics.jsonl").exists():
         smooth = max(1, trainer.iteration // 15)  # raw values drawn faintly under a moving average
@@ -140,26 +159,39 @@ def write_artefacts(trainer, results: dict, settings, seconds: dict) -> dict:
     return summary
 
 
+def prepare_world(trainer, settings):
+    """(world, settings with its defaults) for the trainer's adapter; a motion world's image-to-video
+    adapter gets the rendered ground-truth first frames unless a first-frame file is configured."""
+    from fastvideo.shapes.evaluate import world_of
+    from fastvideo.shapes.motion_frames import use_motion_first_frames
+
+    world = world_of(settings, trainer.adapter)
+    if world.name == "motion" and use_motion_first_frames(trainer.adapter):
+        logger.info("first frames: ground-truth renders of the prompts (fastvideo.shapes.motion_frames)")
+    return world, settings.resolved(world)
+
+
 def run(cfg, settings, env) -> dict | None:
     """Base evaluation, GRPO training, final evaluation(s), artefacts. Returns the summary on rank 0."""
     from fastvideo.trainer import GRPOTrainer
 
     started = time.perf_counter()
     trainer = GRPOTrainer(cfg, env)
+    world, settings = prepare_world(trainer, settings)
     seconds = {"setup": time.perf_counter() - started}
     clock = time.perf_counter()
-    results = {"base": base_evaluation(trainer, settings)}
+    results = {"base": base_evaluation(trainer, settings, world)}
     seconds["eval_base"], clock = time.perf_counter() - clock, time.perf_counter()
     trainer.train()
     seconds["train"], clock = time.perf_counter() - clock, time.perf_counter()
-    results["final"] = evaluate(trainer, settings, "final")
+    results["final"] = evaluate(trainer, settings, "final", world=world)
     if trainer.ema is not None:
-        results["final_ema"] = evaluate(trainer, settings, "final_ema", use_ema=True)
+        results["final_ema"] = evaluate(trainer, settings, "final_ema", use_ema=True, world=world)
     seconds["eval_final"] = time.perf_counter() - clock
     seconds["total"] = time.perf_counter() - started
     if not env.is_main:
         return None
-    return write_artefacts(trainer, results, settings, seconds)
+    return write_artefacts(trainer, results, settings, seconds, world)
 
 
 def main(argv: list[str] | None = None) -> dict | None:

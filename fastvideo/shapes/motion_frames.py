@@ -1,0 +1,74 @@
+"""First frames of the moving-shapes world for image-to-video models, rendered in memory.
+
+An image-to-video policy (``skyreels_i2v``) continues a given first frame. In the moving-shapes world
+that frame is the first frame of a *ground-truth* clip of the prompt: ``motion_render`` samples a
+scene (trajectories satisfying the prompt) from ``default_rng(prompt_seed(prompt, seed))`` and the
+frame shows every object at its start position. The seed depends only on the prompt (and ``seed``),
+so a prompt always gets the same frame: in every GRPO rollout, on every rank, and in the base and
+final evaluations. Nothing is written to disk.
+
+    adapter.set_first_frame_source(MotionFirstFrames(size=32))      # or use_motion_first_frames(adapter)
+
+Frames are rendered square at ``size`` (>= 32) and the adapter fits them to model.height x width.
+(``fastvideo.pretrain.video_i2v.evaluate_i2v`` seeds its first frames by draw index instead, rng
+``[seed, index]``; GRPO rollouts only know the prompt, hence a per-prompt seed here. The held-out
+prompts are the same, the first frames and noise are not, so its numbers are close, not identical.)
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from fastvideo.shapes.motion_render import check_video_size, sample_motion_scene
+from fastvideo.shapes.render import render_scene
+
+FIRST_FRAME_SEED = 0
+"""Default seed mixed into every prompt's scene seed."""
+
+
+def first_frame_seed(prompt: str, seed: int = FIRST_FRAME_SEED) -> int:
+    """The scene seed of ``prompt`` (``skyreels_i2v.prompt_seed``: stable across runs and machines)."""
+    from fastvideo.models.skyreels_i2v import prompt_seed
+
+    return prompt_seed(prompt, seed)
+
+
+def render_first_frame(prompt: str, size: int, seed: int = FIRST_FRAME_SEED) -> np.ndarray:
+    """Frame 0 of ``render_video(prompt, default_rng(first_frame_seed(prompt, seed)), size)``:
+    float32 (3, size, size) in [0, 1] (the start positions do not depend on the clip length)."""
+    rng = np.random.default_rng(first_frame_seed(prompt, seed))
+    trajectories = sample_motion_scene(prompt, rng, check_video_size(size))
+    pixels = render_scene([trajectory.at(0.0) for trajectory in trajectories], size)
+    return pixels.transpose(2, 0, 1).astype(np.float32) / np.float32(255.0)
+
+
+class MotionFirstFrames:
+    """``fn(prompts) -> (B, 3, size, size)`` in [0, 1]: the ground-truth first frame of each prompt."""
+
+    def __init__(self, size: int, seed: int = FIRST_FRAME_SEED):
+        self.size, self.seed = check_video_size(size), seed
+
+    def __call__(self, prompts: list[str]) -> torch.Tensor:
+        frames = [render_first_frame(prompt, self.size, self.seed) for prompt in prompts]
+        return torch.from_numpy(np.stack(frames)).reshape(len(frames), 3, self.size, self.size)
+
+
+def use_motion_first_frames(adapter, seed: int = FIRST_FRAME_SEED) -> bool:
+    """Give an image-to-video adapter the rendered first frames, unless a first-frame file is configured
+    (``model.first_frame_file`` or its environment variable). Returns whether the source was set."""
+    if not hasattr(adapter, "set_first_frame_source"):
+        return False
+    from fastvideo.models.skyreels_i2v import FIRST_FRAME_ENV
+
+    model_cfg = adapter.model_cfg
+    if getattr(model_cfg, "first_frame_file", None) or os.environ.get(FIRST_FRAME_ENV):
+        return False
+    adapter.set_first_frame_source(MotionFirstFrames(max(int(model_cfg.height), int(model_cfg.width)), seed))
+    return True
+
+
+__all__ = ["FIRST_FRAME_SEED", "MotionFirstFrames", "first_frame_seed", "render_first_frame",
+           "use_motion_first_frames"]

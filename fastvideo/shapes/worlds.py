@@ -1,0 +1,149 @@
+"""The worlds of the shapes GRPO runner: what its held-out evaluation draws, verifies and shows.
+
+One evaluation loop (``fastvideo.shapes.evaluate``), two small worlds:
+
+- ``image`` (text-to-image adapters): ``num_prompts`` skill-balanced draws from the grammar's held-out
+  split (``fastvideo.pretrain.evaluate.heldout_prompts``, the image model card's evaluation), checked
+  by ``verifier.verify``; the before/after figure is an image grid (rows policies, columns prompts).
+- ``motion`` (video adapters, ``model.num_frames > 1``): ``sample_motion_prompts(num,
+  default_rng(seed), split="heldout")``, the very draws of ``fastvideo.pretrain.video.evaluate_video``
+  (same default ``num`` = 200 and seed, so the prompts are those of the video model card), checked by
+  ``motion_verifier.verify_video``; the before/after figure is a PNG strip (rows policies, columns
+  prompts, every cell the first / middle / last frame side by side) plus the same table animated as a
+  GIF (``fastvideo.inference.video``'s writers; the GIF needs imageio, the ``[video]`` extra).
+
+Every world verifies one sample into (score, correct, number of detections); for videos the number
+of detections is the largest count over frames, so 0 means no shape was found in any frame.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fastvideo.shapes.grammar import SKILLS
+from fastvideo.shapes.motion import MOTION_SKILLS
+
+logger = logging.getLogger("fastvideo")
+
+CELL_MARGIN = 2
+"""White pixels right of and below every cell of a video strip / GIF (cells are several frames wide)."""
+GIF_FPS = 4.0
+
+
+class ImageWorld:
+    """Text-to-image shapes: grammar held-out prompts, ``verifier.verify``, an image grid."""
+
+    name = "image"
+    skills: tuple[str, ...] = SKILLS
+    unit = "img"
+    default_num_prompts = 400
+    default_grid_per_skill = 2
+    eval_info: dict = {}
+    """Extra keys of summary.json's ``eval`` block (none for images: its summary stays as it was)."""
+
+    def prompts(self, num: int, seed: int) -> list[tuple[str, str]]:
+        """``num`` skill-balanced (text, skill) draws from the held-out split."""
+        from fastvideo.pretrain.evaluate import heldout_prompts
+
+        return heldout_prompts(num, seed)
+
+    def verify(self, sample: torch.Tensor, text: str) -> tuple[float, bool, int]:
+        """(score, correct, number of detected shapes) of one image (3, H, W) in [0, 1]."""
+        from fastvideo.shapes.verifier import verify
+
+        verdict = verify(sample, text)
+        return verdict.score, verdict.correct, verdict.num_detected
+
+    def save_figure(self, grids: list[torch.Tensor], path: Path) -> list[Path]:
+        """``path`` (PNG): one row per policy's (K, 3, H, W) images."""
+        from fastvideo.training.metrics import image_grid
+
+        image_grid(torch.cat(grids), len(grids)).save(path)
+        return [path]
+
+    def legend(self) -> list[str]:
+        """Lines of the figure's legend after the rows and columns."""
+        return []
+
+
+class MotionWorld(ImageWorld):
+    """Moving shapes (text- or image-to-video): motion held-out prompts, ``verify_video``, strip + GIF."""
+
+    name = "motion"
+    skills = MOTION_SKILLS
+    unit = "video"
+    default_num_prompts = 200
+    default_grid_per_skill = 4
+    eval_info = {"prompt_draws": "sample_motion_prompts(num_prompts, default_rng(seed), split='heldout'), "
+                                 "as fastvideo.pretrain.video.evaluate_video",
+                 "verifier": "fastvideo.shapes.motion_verifier.verify_video"}
+
+    def prompts(self, num: int, seed: int) -> list[tuple[str, str]]:
+        """``num`` skill-balanced (text, skill) held-out draws, exactly as the video pretraining eval."""
+        from fastvideo.shapes.motion import sample_motion_prompts
+
+        draws = sample_motion_prompts(num, np.random.default_rng(seed), split="heldout")
+        return [(p.text, p.skill) for p in draws]
+
+    def verify(self, sample: torch.Tensor, text: str) -> tuple[float, bool, int]:
+        """(score, correct, most shapes detected in one frame) of one video (T, 3, H, W) in [0, 1]."""
+        from fastvideo.shapes.motion_verifier import verify_video
+
+        verdict = verify_video(sample, text)
+        return verdict.score, verdict.correct, max(len(frame) for frame in verdict.detections)
+
+    def save_figure(self, grids: list[torch.Tensor], path: Path) -> list[Path]:
+        """``path`` (PNG strip of first / middle / last frames) and ``path``.gif (the animated table)."""
+        from PIL import Image
+
+        from fastvideo.inference.video import assemble_grid, frame_strip, to_uint8, write_animation
+
+        rows = [(r,) for r in range(len(grids))]
+        videos = {(r, c): to_uint8(video) for r, grid in enumerate(grids) for c, video in enumerate(grid)}
+        columns = len(grids[0])
+        strips = {key: _pad_cell(frame_strip(video)) for key, video in videos.items()}
+        Image.fromarray(assemble_grid(strips, rows, columns)).save(path)
+        animated = assemble_grid({key: _pad_cell(video) for key, video in videos.items()}, rows, columns)
+        try:
+            return [path, write_animation(animated, path.with_suffix(".gif"), GIF_FPS)]
+        except ImportError as err:  # imageio is the optional [video] extra: keep the run's other artefacts
+            logger.warning("no %s (%s; pip install -e .[video])", path.with_suffix(".gif"), err)
+            return [path]
+
+    def legend(self) -> list[str]:
+        return [f"cells: frames first / middle / last left to right; {GIF_FPS:g} fps animation in the .gif"]
+
+
+def _pad_cell(pixels: np.ndarray) -> np.ndarray:
+    """(..., H, W, 3) uint8 with a white CELL_MARGIN band right and below (separates the cells)."""
+    pad = [(0, 0)] * (pixels.ndim - 3) + [(0, CELL_MARGIN), (0, CELL_MARGIN), (0, 0)]
+    return np.pad(pixels, pad, constant_values=255)
+
+
+IMAGE_WORLD = ImageWorld()
+MOTION_WORLD = MotionWorld()
+WORLDS: dict[str, ImageWorld] = {world.name: world for world in (IMAGE_WORLD, MOTION_WORLD)}
+AUTO = "auto"
+
+
+def is_video_adapter(adapter) -> bool:
+    """True when the adapter samples videos: its model config asks for more than one frame."""
+    model_cfg = getattr(adapter, "model_cfg", None)
+    return int(getattr(model_cfg, "num_frames", 1) or 1) > 1
+
+
+def get_world(name: str = AUTO, adapter=None) -> ImageWorld:
+    """The world called ``name``; ``auto``: ``motion`` for a video adapter, else ``image``."""
+    if name == AUTO:
+        return MOTION_WORLD if adapter is not None and is_video_adapter(adapter) else IMAGE_WORLD
+    if name not in WORLDS:
+        raise ValueError(f"unknown shapes world {name!r}; expected one of {[AUTO, *WORLDS]}")
+    return WORLDS[name]
+
+
+__all__ = ["AUTO", "IMAGE_WORLD", "MOTION_WORLD", "WORLDS", "ImageWorld", "MotionWorld", "get_world",
+           "is_video_adapter"]
