@@ -20,6 +20,7 @@ from fastvideo.shapes.motion import MOTION_SKILLS, sample_motion_prompts
 from fastvideo.shapes.motion_frames import MotionFirstFrames, first_frame_seed, use_motion_first_frames
 from fastvideo.shapes.motion_render import render_video
 from fastvideo.shapes.worlds import IMAGE_WORLD, MOTION_WORLD, get_world
+from tests.test_shapes_grpo import RenderingStub
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE, FRAMES = 32, 5
@@ -31,25 +32,12 @@ def flow_sampler(steps: int = 2):
     return FlowSampler.build(steps, 5.0, "ode", 0.0)
 
 
-class VideoRenderingStub:
+class VideoRenderingStub(RenderingStub):
     """A 'video model' whose samples are ground-truth clips of the prompts it was last asked to encode."""
 
-    name, paradigm = "stub", "flow"
-
     def __init__(self):
-        self.transformer = torch.nn.Linear(1, 1)
+        super().__init__(SIZE)
         self.model_cfg = SimpleNamespace(num_frames=FRAMES, height=SIZE, width=SIZE)
-        self.texts: list[str] = []
-
-    def encode_prompts(self, texts):
-        self.texts = list(texts)
-        return {"row": torch.arange(len(texts), dtype=torch.float32)[:, None]}
-
-    def latent_shape(self):
-        return (4,)
-
-    def predict(self, latents, timestep, cond):
-        return torch.zeros_like(latents)
 
     def decode(self, latents):
         clips = [render_video(t, np.random.default_rng(i), SIZE, FRAMES) for i, t in enumerate(self.texts)]

@@ -62,15 +62,16 @@ def proportion(values: list[float]) -> dict[str, float]:
     return {"acc": p, "se": math.sqrt(p * (1 - p) / n) if n else float("nan"), "n": n}
 
 
-def summarize(records: list[dict]) -> dict:
-    """Per-skill and overall accuracy (± s.e.), mean score and no-shape fraction."""
+def summarize(records: list[dict], skills: tuple[str, ...] = SKILLS) -> dict:
+    """Per-skill (``skills``: the image grammar's by default) and overall accuracy (± s.e.), mean score
+    and no-shape fraction."""
     def block(rows: list[dict]) -> dict:
         stats = proportion([r["correct"] for r in rows])
         stats["mean_score"] = float(np.mean([r["score"] for r in rows])) if rows else float("nan")
         stats["no_shape_frac"] = float(np.mean([r["num_detected"] == 0 for r in rows])) if rows else float("nan")
         return stats
 
-    per_skill = {skill: block([r for r in records if r["skill"] == skill]) for skill in SKILLS}
+    per_skill = {skill: block([r for r in records if r["skill"] == skill]) for skill in skills}
     return {"overall": block(records), "per_skill": per_skill}
 
 

@@ -76,15 +76,7 @@ class EvalResult:
 
     @property
     def summary(self) -> dict:
-        return summarize_skills(self.records, self.skills)
-
-
-def summarize_skills(records: list[dict], skills: tuple[str, ...] = SKILLS) -> dict:
-    """``fastvideo.pretrain.evaluate.summarize`` with the per-skill blocks of any world's skills."""
-    if tuple(skills) == SKILLS:
-        return summarize(records)
-    per_skill = {skill: summarize([r for r in records if r["skill"] == skill])["overall"] for skill in skills}
-    return {"overall": summarize(records)["overall"], "per_skill": per_skill}
+        return summarize(self.records, self.skills)
 
 
 def world_of(settings: EvalSettings, adapter=None) -> ImageWorld:
