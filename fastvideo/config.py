@@ -35,7 +35,10 @@ class ModelConfig:
     num_frames: int = 1
     """Frames per sample (video models; 1 for images)."""
     guidance_scale: float = 3.5
-    """FLUX/Hunyuan: embedded guidance value; SD: real classifier-free guidance scale (1 = no CFG)."""
+    """FLUX/Hunyuan: embedded guidance value; SD and SkyReels I2V: real classifier-free guidance scale (1 = no CFG)."""
+    true_cfg_scale: float = 1.0
+    """Hunyuan T2V: real CFG against the empty prompt on top of the embedded guidance (the stock pipeline's
+    ``true_cfg_scale``; needs a model trained with prompt dropout; doubles the transformer batch). 1 = off."""
     dtype: str = "auto"
     """Weight dtype of frozen parts (VAE, text encoders): auto | fp32 | bf16 | fp16. auto = bf16 on GPU, fp32 on CPU."""
     lora_rank: int = 0
@@ -141,6 +144,9 @@ class DataConfig:
 class TrainConfig:
     max_iterations: int = 200
     """GRPO iterations (rollout + update) to run."""
+    max_minutes: float = 0.0
+    """Wall-clock budget of this invocation's training loop in minutes (0 = none): the run stops after the
+    first iteration that ends past it, then checkpoints and exports as at max_iterations."""
     prompts_per_iteration: int = 1
     """Prompts per rank per iteration (per GPU); each yields group_size samples."""
     rollout_batch_size: int = 0

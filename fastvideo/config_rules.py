@@ -69,6 +69,7 @@ _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("grpo.train_best_of", lambda v: v == 0 or v >= 2, "must be 0 (train all) or >= 2"),
     ("rewards.terms", lambda v: len(v) > 0, "must name at least one reward"),
     ("train.max_iterations", lambda v: v >= 0, "must be >= 0"),
+    ("train.max_minutes", lambda v: v >= 0, "must be >= 0 (0 = no time budget)"),
     ("train.prompts_per_iteration", lambda v: v >= 1, "must be >= 1"),
     ("train.rollout_batch_size", lambda v: v >= 0, "must be >= 0 (0 = whole iteration at once)"),
     ("train.train_batch_size", lambda v: v >= 1, "must be >= 1"),

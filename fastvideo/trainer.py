@@ -22,6 +22,7 @@ from fastvideo.config import Config, config_to_dict, save_config
 from fastvideo.distributed import (
     DistEnv,
     all_gather_cat,
+    all_reduce_mean,
     autocast,
     enable_gradient_checkpointing,
     init_distributed,
@@ -293,6 +294,7 @@ class GRPOTrainer:
         cfg, history = self.cfg, []
         bar = tqdm(total=cfg.train.max_iterations, initial=self.iteration, desc="GRPO",
                    disable=not (self.env.is_main and cfg.logging.progress_bar), dynamic_ncols=True)
+        loop_started = time.perf_counter()
         while self.iteration < cfg.train.max_iterations:
             start = time.perf_counter()
             metrics = self.train_iteration()
@@ -304,6 +306,12 @@ class GRPOTrainer:
             bar.update(1)
             bar.set_postfix(reward=f"{metrics['reward_mean']:.4f}", loss=f"{metrics.get('loss', math.nan):.2e}")
             self._periodic()
+            if self._out_of_time(loop_started):
+                logger.info("train.max_minutes=%g reached after iteration %d: stopping",
+                            cfg.train.max_minutes, self.iteration)
+                if self.iteration != cfg.train.max_iterations:  # _periodic already saved at the last one
+                    self.save_checkpoint()
+                break
         bar.close()
         if cfg.checkpoint.export_at_end:
             from fastvideo.export import export_trained
@@ -311,6 +319,13 @@ class GRPOTrainer:
             export_trained(self, self.run_dir / "export")
         self.metrics.close()
         return history
+
+    def _out_of_time(self, loop_started: float) -> bool:
+        """True on every rank once any rank's loop has run ``train.max_minutes`` (0: never)."""
+        budget = self.cfg.train.max_minutes
+        if budget <= 0:
+            return False
+        return all_reduce_mean(float(time.perf_counter() - loop_started >= 60.0 * budget)) > 0
 
     def _periodic(self) -> None:
         cfg, it = self.cfg, self.iteration

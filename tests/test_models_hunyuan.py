@@ -76,12 +76,12 @@ def test_encode_equals_hunyuan_pipeline(adapter, pipe, cond):
     assert torch.equal(cond["prompt_attention_mask"], mask.long())
 
 
-def _pipeline_step(pipe, cond, latents, output_type):
+def _pipeline_step(pipe, cond, latents, output_type, **kwargs):
     """HunyuanVideoPipeline for one step from the (shifted) sigma it derives from 0.7."""
     return pipe(prompt_embeds=cond["prompt_embeds"], pooled_prompt_embeds=cond["pooled_prompt_embeds"],
                 prompt_attention_mask=cond["prompt_attention_mask"], latents=latents, height=32, width=32,
                 num_frames=5, num_inference_steps=1, sigmas=[0.7], guidance_scale=6.0,
-                output_type=output_type).frames
+                output_type=output_type, **kwargs).frames
 
 
 def test_one_euler_step_and_decode_equal_hunyuan_pipeline(adapter, pipe, cond):
@@ -95,6 +95,32 @@ def test_one_euler_step_and_decode_equal_hunyuan_pipeline(adapter, pipe, cond):
         torch.testing.assert_close(ours, stepped, rtol=1e-4, atol=1e-4)
         videos = _pipeline_step(pipe, cond, latents, "pt")
     torch.testing.assert_close(adapter.decode(ours), videos.float(), rtol=1e-4, atol=1e-4)
+
+
+def test_true_cfg_equals_hunyuan_pipeline_and_the_formula(cond):
+    """true_cfg_scale s: v_u + s (v_c - v_u) against the empty prompt, as the stock pipeline's true_cfg_scale."""
+    guided = build_adapter(hunyuan_cfg(true_cfg_scale=4.0), "cpu")
+    pipe, latents, sigma = tiny_video_pipeline("hunyuan", seed=0), _latents(guided), torch.full((2,), 0.6)
+    negative = {key: value.expand(2, *value.shape[1:]) for key, value in guided.negative_cond().items()}
+    with torch.no_grad():
+        velocity = guided.predict(latents, sigma, cond)
+        v_c, v_u = (guided.transformer_call(latents, sigma, c, 6.0) for c in (cond, negative))
+        torch.testing.assert_close(velocity, v_u + 4.0 * (v_c - v_u), rtol=1e-4, atol=1e-5)
+        assert not torch.allclose(velocity, v_c, atol=1e-3)
+        stepped = _pipeline_step(pipe, cond, latents, "latent", true_cfg_scale=4.0,
+                                 negative_prompt_embeds=negative["prompt_embeds"],
+                                 negative_pooled_prompt_embeds=negative["pooled_prompt_embeds"],
+                                 negative_prompt_attention_mask=negative["prompt_attention_mask"])
+        step_sigma = float(pipe.scheduler.sigmas[0])
+        ours = latents - step_sigma * guided.predict(latents, torch.full((2,), step_sigma), cond)
+    torch.testing.assert_close(ours, stepped, rtol=1e-4, atol=1e-4)
+    assert build_adapter(hunyuan_cfg(), "cpu").cache_extras() == {}  # no CFG: nothing extra in the cache
+    extras = guided.cache_extras()
+    fresh = build_adapter(hunyuan_cfg(true_cfg_scale=4.0), "cpu")
+    fresh.load_cache_extras(extras)
+    torch.testing.assert_close(fresh.negative_cond()["prompt_embeds"], negative["prompt_embeds"][:1])
+    with pytest.raises(KeyError, match="empty prompt"):
+        build_adapter(hunyuan_cfg(true_cfg_scale=4.0), "cpu").load_cache_extras({})
 
 
 def test_guidance_scale_reaches_the_guidance_embedding(adapter, cond):

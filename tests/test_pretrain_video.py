@@ -12,6 +12,7 @@ from fastvideo.pretrain.video_components import (
     LLAMA_MAX_LENGTH,
     TEMPLATE_CROP_START,
     VIDEO_FULL,
+    VIDEO_SMOKE,
     build_llama_encoder,
     build_llama_tokenizer,
     build_video_clip_encoder,
@@ -21,6 +22,7 @@ from fastvideo.pretrain.video_components import (
     llama_text,
     motion_batch,
     prompt_template,
+    repatch_transformer,
     rope_axes_3d,
 )
 from fastvideo.shapes.motion import all_motion_prompts, motion_prompt_splits, motion_vocabulary
@@ -79,7 +81,8 @@ def test_smoke_run_writes_a_stock_pipeline_the_adapter_and_verifier_can_use(tmp_
     assert (work / "hunyuan" / "state.pt").exists() and (work / "hunyuan" / "step_000002").is_dir()
     info = json.loads((out / "pretrain.json").read_text())
     assert info["sampling"] == {"height": 32, "width": 32, "num_frames": 5, "guidance_scale": 6.0,
-                                "max_sequence_length": LLAMA_MAX_LENGTH}
+                                "max_sequence_length": LLAMA_MAX_LENGTH, "true_cfg_scale": 4.0,
+                                "negative_prompt": ""}
 
     pipe = HunyuanVideoPipeline.from_pretrained(out).to(torch.float32)  # stock diffusers, offline
     pipe.set_progress_bar_config(disable=True)
@@ -102,3 +105,40 @@ def test_smoke_run_writes_a_stock_pipeline_the_adapter_and_verifier_can_use(tmp_
     cond = adapter.encode_prompts(prompts)
     torch.testing.assert_close(cond["prompt_embeds"], embeds)
     torch.testing.assert_close(cond["pooled_prompt_embeds"], pooled)
+
+    # warm start into a patch-1 transformer: its text encoders start as the saved ones
+    from fastvideo.pretrain.video import VideoBundle, video_tokenizers
+
+    work_p1 = tmp_path / "work_p1"
+    (work_p1 / "vae").mkdir(parents=True)
+    (work_p1 / "vae" / "model").symlink_to(work / "vae" / "model")
+    (work_p1 / "vae" / "stats.json").symlink_to(work / "vae" / "stats.json")
+    bundle = VideoBundle(VIDEO_SMOKE, video_tokenizers(), patch_size=1)
+    bundle.warm_start(out)
+    assert all(torch.equal(a, b) for a, b in zip(bundle.llama.state_dict().values(),
+                                                 pipe.text_encoder.state_dict().values()))
+    main(["--stage", "hunyuan", "--smoke", "--size", "32", "--num_frames", "5", "--threads", "1", "--patch_size",
+          "1", "--init_from", str(out), "--work_dir", str(work_p1), "--output_dir", str(tmp_path / "out_p1")])
+    info = json.loads((tmp_path / "out_p1" / "pretrain.json").read_text())
+    assert info["patch_size"] == 1 and info["init_from"] == str(out)
+    assert HunyuanVideoPipeline.from_pretrained(tmp_path / "out_p1").transformer.config.patch_size == 1
+
+
+def test_repatching_keeps_the_embedding_of_flat_patches_and_averages_the_output():
+    """Patch 2 -> 1: a latent constant on each 2x2 patch embeds every pixel as its patch did, and the new
+    output row of a channel is the mean of its 4 sub-position rows; every other weight is copied."""
+    old = build_video_transformer(VIDEO_SMOKE, patch_size=2).eval()
+    new = repatch_transformer(old, 1)
+    assert new.config.patch_size == 1 and repatch_transformer(new, 1) is new
+    flat = torch.randn(1, 16, 1, 2, 2).repeat_interleave(2, dim=3).repeat_interleave(2, dim=4)  # (1,16,1,4,4)
+    with torch.no_grad():
+        coarse = old.x_embedder.proj(flat)  # (1, D, 1, 2, 2)
+        fine = new.x_embedder.proj(flat)    # (1, D, 1, 4, 4)
+        torch.testing.assert_close(fine, coarse.repeat_interleave(2, dim=3).repeat_interleave(2, dim=4))
+        hidden = torch.randn(3, old.proj_out.in_features)
+        expected = old.proj_out(hidden).reshape(3, 16, 4).mean(-1)
+        torch.testing.assert_close(new.proj_out(hidden), expected)
+    same = [name for name in old.state_dict() if not name.startswith(("x_embedder.proj", "proj_out"))]
+    assert same and all(torch.equal(old.state_dict()[n], new.state_dict()[n]) for n in same)
+    with pytest.raises(ValueError, match="patch 2 -> 1"):
+        repatch_transformer(new, 2)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from fastvideo.pretrain.video_components import VIDEO_SMOKE, build_video_transformer
-from fastvideo.pretrain.video_i2v import drop_prompts, expand_input_channels, pad_image_latents
+from fastvideo.pretrain.video_i2v import TEXT_DROPOUT, drop_prompts, expand_input_channels, pad_image_latents
 
 
 def _transformer_inputs(channels: int, batch: int = 2, seed: int = 0) -> dict:
@@ -52,7 +52,7 @@ def test_conditioning_pads_the_first_frame_and_drops_about_a_tenth_of_the_prompt
     image = torch.randn(3, 4, 1, 2, 2)
     padded = pad_image_latents(image, 3)
     assert padded.shape == (3, 4, 3, 2, 2) and torch.equal(padded[:, :, :1], image) and padded[:, :, 1:].eq(0).all()
-    texts = drop_prompts(["a red circle moving right"] * 10_000, np.random.default_rng(0))
+    texts = drop_prompts(["a red circle moving right"] * 10_000, np.random.default_rng(0), TEXT_DROPOUT)
     assert set(texts) == {"a red circle moving right", ""} and abs(texts.count("") / 10_000 - 0.1) < 0.01
 
 

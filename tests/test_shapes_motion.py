@@ -37,6 +37,7 @@ from fastvideo.shapes.motion_verifier import (
     check_motion_claims,
     classify_motion,
     detect_frames,
+    frame_credit,
     track_object,
     verify_video,
     verify_video_batch,
@@ -322,7 +323,26 @@ def test_reward_scores_video_batches_in_score_and_binary_modes():
     assert torch.equal(score(videos, texts), torch.ones(2)) and torch.equal(binary(videos, texts), torch.ones(2))
     assert torch.allclose(score(videos, wrong), torch.tensor([2 / 3, 4 / 5]))
     assert torch.equal(binary(videos, wrong), torch.zeros(2))
+    frames = build_reward("shapes_motion_verifier", mode="frames")
+    assert torch.equal(frames(videos, texts), torch.ones(2))
+    assert torch.allclose(frames(videos, wrong), score(videos, wrong))  # every frame agrees: same as score
     with pytest.raises(ValueError, match="video input"):
         score(videos[:, 0], texts)  # images (B, 3, H, W) are not videos
     with pytest.raises(ValueError, match="mode"):
         build_reward("shapes_motion_verifier", mode="soft")
+
+
+def test_frame_credit_counts_the_frames_where_per_frame_claims_hold():
+    """9 frames; the red circle vanishes in frame 4 and a stray blue square shows in frames 6-7: ``score``
+    credits neither per-frame claim, frame credit gives them 8/9 and 7/9."""
+    claims = list(_claims_of("a red circle moving right"))
+    frames = [[_det("red", "circle", 10 + 2 * t, 10)] for t in range(9)]
+    frames[4] = []
+    frames[6] = frames[6] + [_det("blue", "square", 40, 40)]
+    frames[7] = frames[7] + [_det("blue", "square", 40, 40)]
+    assert frame_credit(claims, frames, [False]) == pytest.approx((8 / 9 + 0 + 7 / 9) / 3)
+    assert frame_credit(claims, frames, [True]) == pytest.approx((8 / 9 + 1 + 7 / 9) / 3)
+    clean = [[_det("red", "circle", 10 + 2 * t, 10)] for t in range(9)]
+    assert frame_credit(claims, clean, [True]) == 1.0
+    empty = [[] for _ in range(9)]
+    assert frame_credit(claims, empty, [False]) == pytest.approx(1 / 3)  # as score: only "nothing else"

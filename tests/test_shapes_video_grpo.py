@@ -134,6 +134,9 @@ def test_configs_and_motion_prompt_file():
             model, f"assets/shapes_video/{model}", guidance)
         assert (cfg.model.height, cfg.model.width, cfg.model.num_frames, cfg.sampler.shift) == (32, 32, 9, 5.0)
         assert [t.name for t in cfg.rewards.terms] == ["shapes_motion_verifier"]
+        if model == "hunyuan":  # real CFG at the scale the shipped pipeline's pretrain.json names
+            sampling = json.loads((ROOT / cfg.model.path / "pretrain.json").read_text())["sampling"]
+            assert cfg.model.true_cfg_scale == sampling["true_cfg_scale"] == 4.0
         assert (cfg.grpo.group_size, cfg.train.prompts_per_iteration, cfg.train.max_iterations) == (8, 4, 40)
         assert read_prompt_file(ROOT / cfg.data.prompt_file) == split_texts(0, "motion")["train"]
 

@@ -214,3 +214,17 @@ def test_video_grid_and_animation(tmp_path):
     with Image.open(gif) as im:
         assert im.size == (2 * 10, 8) and im.n_frames == 9
     assert save_videos(videos, tmp_path / "v.mp4").stat().st_size > 0
+
+
+def test_time_budget_stops_after_the_iteration_that_crosses_it_and_checkpoints(tmp_path):
+    """max_minutes: every iteration is past a 1e-9-minute budget, so the run stops after one, with a
+    checkpoint a resume continues from; 0 means no budget."""
+    cfg = toy_config(tmp_path / "a", train__max_iterations=5, train__max_minutes=1e-9, checkpoint__every=0)
+    trainer = toy_trainer(cfg)
+    assert len(trainer.train()) == 1 and trainer.iteration == 1
+    resumed = toy_trainer(toy_config(tmp_path / "a", train__max_iterations=5, checkpoint__resume="auto"))
+    assert resumed.iteration == 1 and len(resumed.train()) == 4
+    from fastvideo.config import validate
+
+    with pytest.raises(ValueError, match="max_minutes"):
+        validate(toy_config(tmp_path / "b", train__max_minutes=-1.0))

@@ -16,8 +16,11 @@ output is ``pooled_projections``. ``crop_start`` is counted with the model's own
 HunyuanVideo's Llama-3 tokenizer this is the pipeline's 95).
 
 ``predict`` feeds the transformer as the pipeline's denoising loop does: ``timestep = sigma * 1000``,
-embedded guidance ``guidance = guidance_scale * 1000`` (HunyuanVideo: 6.0; no CFG branch), the text
-embedding, its attention mask and the pooled CLIP embedding.
+embedded guidance ``guidance = guidance_scale * 1000`` (HunyuanVideo: 6.0), the text embedding, its
+attention mask and the pooled CLIP embedding. With ``model_cfg.true_cfg_scale`` s > 1 (the stock
+pipeline's ``true_cfg_scale``; only for models trained with prompt dropout) the velocity is
+``v_u + s (v_c - v_u)`` against the empty prompt, in one batched call on [uncond, cond]; the empty
+prompt is encoded once and travels with the embedding cache (``cache_extras``).
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ LLAMA_MAX_SEQUENCE_LENGTH = 256  # HunyuanVideoPipeline's max_sequence_length
 CLIP_MAX_SEQUENCE_LENGTH = 77
 HIDDEN_LAYERS_TO_SKIP = 2  # the pipeline reads hidden_states[-(2 + 1)]
 TIMESTEP_SCALE = 1000.0
+TEXT_KEYS = ("prompt_embeds", "prompt_attention_mask", "pooled_prompt_embeds")
+NEGATIVE_PREFIX = "negative_"
 HUNYUAN_REQUIRED_FILES: RequiredFiles = (
     ("model_index.json", ()),
     ("transformer/", ("config.json",)), ("transformer/", MODEL_WEIGHTS),
@@ -129,6 +134,7 @@ class HunyuanAdapter(ModelAdapter):
         self.prompt_template = default_prompt_template()
         self.max_sequence_length = LLAMA_MAX_SEQUENCE_LENGTH
         self._crop_start: int | None = None
+        self._negative: Cond | None = None
 
     @classmethod
     def download_hint(cls, path: str | None) -> str:
@@ -182,7 +188,34 @@ class HunyuanAdapter(ModelAdapter):
 
     def encode_prompts(self, prompts: list[str]) -> Cond:
         """Text conditioning, like ``HunyuanVideoPipeline.encode_prompt`` (see the module docstring)."""
+        if self.cfg_scale > 1.0:
+            self.negative_cond()  # encoded while the text encoders are loaded
         return self.encode_text(list(prompts))
+
+    @property
+    def cfg_scale(self) -> float:
+        """Real CFG scale against the empty prompt (``model_cfg.true_cfg_scale``; <= 1: off)."""
+        return float(getattr(self.model_cfg, "true_cfg_scale", 1.0) or 1.0)
+
+    def negative_cond(self) -> Cond:
+        """Text conditioning of the empty prompt (1 row), encoded once or taken from the cache."""
+        if self._negative is None:
+            self._negative = self.encode_text([""])
+        return self._negative
+
+    def cache_extras(self) -> dict[str, Tensor]:
+        """The empty prompt's embedding when real CFG is on (the cache then needs no text encoder)."""
+        if self.cfg_scale <= 1.0:
+            return {}
+        return {NEGATIVE_PREFIX + key: value.cpu() for key, value in self.negative_cond().items()}
+
+    def load_cache_extras(self, extras: dict[str, Tensor]) -> None:
+        missing = [NEGATIVE_PREFIX + key for key in TEXT_KEYS if NEGATIVE_PREFIX + key not in extras]
+        if missing and self.cfg_scale > 1.0:
+            raise KeyError(f"the embedding cache has no {missing} (the empty prompt for classifier-free "
+                           f"guidance, scale {self.cfg_scale}); re-run the {self.name} preprocessing")
+        if not missing:
+            self._negative = {key: extras[NEGATIVE_PREFIX + key].to(self.device) for key in TEXT_KEYS}
 
     # latents ---------------------------------------------------------------------------------
     @property
@@ -213,9 +246,24 @@ class HunyuanAdapter(ModelAdapter):
         )[0]
         return output.float()
 
+    def guided_call(self, hidden_states: Tensor, timestep: Tensor, cond: Cond, guidance: float,
+                    scale: float) -> Tensor:
+        """``transformer_call``, with real CFG ``v_u + scale (v_c - v_u)`` against the empty prompt when
+        ``scale`` > 1 (one call on the doubled batch [uncond, cond])."""
+        if scale <= 1.0:
+            return self.transformer_call(hidden_states, timestep, cond, guidance)
+        batch, device = hidden_states.shape[0], hidden_states.device
+        t = torch.as_tensor(timestep, device=device).reshape(-1).expand(batch)
+        negative = {key: value.to(device).expand(batch, *value.shape[1:]) for key, value in self.negative_cond().items()}
+        both = {key: torch.cat([negative[key], cond[key].to(device)]) for key in TEXT_KEYS}
+        doubled = torch.cat([hidden_states, hidden_states])
+        uncond, conditional = self.transformer_call(doubled, torch.cat([t, t]), both, guidance).chunk(2)
+        return uncond + scale * (conditional - uncond)
+
     def predict(self, latents: Tensor, timestep: Tensor, cond: Cond) -> Tensor:
-        """Velocity (fp32) at flow time sigma = ``timestep`` (B,); guidance = model_cfg.guidance_scale."""
-        return self.transformer_call(latents, timestep, cond, float(self.model_cfg.guidance_scale))
+        """Velocity (fp32) at flow time sigma = ``timestep`` (B,); embedded guidance = model_cfg.guidance_scale,
+        real CFG = model_cfg.true_cfg_scale (module docstring)."""
+        return self.guided_call(latents, timestep, cond, float(self.model_cfg.guidance_scale), self.cfg_scale)
 
     @torch.no_grad()
     def decode(self, latents: Tensor) -> Tensor:

@@ -38,15 +38,13 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from fastvideo.models.base import ComponentSource, Cond, ModelAdapter, select_cond
-from fastvideo.models.hunyuan import HUNYUAN_DEFAULT_DIR, HUNYUAN_REPO_ID, HunyuanAdapter
+from fastvideo.models.hunyuan import HUNYUAN_DEFAULT_DIR, HUNYUAN_REPO_ID, TEXT_KEYS, HunyuanAdapter
 
 SKYREELS_REPO_ID = "Skywork/SkyReels-V1-Hunyuan-I2V"
 SKYREELS_DEFAULT_DIR = "./data/SkyReels-V1-Hunyuan-I2V"
 FIRST_FRAME_ENV = "FASTVIDEO_FIRST_FRAME_FILE"
 EMBEDDED_GUIDANCE = 1.0
 IMAGE_KEY = "image_latents"
-TEXT_KEYS = ("prompt_embeds", "prompt_attention_mask", "pooled_prompt_embeds")
-NEGATIVE_PREFIX = "negative_"
 
 FrameSource = Callable[[list[str]], Tensor]
 
@@ -182,7 +180,6 @@ class SkyReelsI2VAdapter(HunyuanAdapter):
             raise ValueError(f"an image-to-video transformer takes 2 x {self.latent_channels} latent channels, "
                              f"this one takes {in_channels}: is transformer/ the SkyReels-I2V transformer?")
         self.first_frame_source: FrameSource | None = None
-        self._negative: Cond | None = None
 
     @classmethod
     def download_hint(cls, path: str | None) -> str:
@@ -191,6 +188,11 @@ class SkyReelsI2VAdapter(HunyuanAdapter):
         return (f"huggingface-cli download {HUNYUAN_REPO_ID} --local-dir {root} && rm -rf {root}/transformer && "
                 f"huggingface-cli download {SKYREELS_REPO_ID} --local-dir {root}/transformer "
                 f"(the VAE/text encoders are HunyuanVideo's, e.g. a copy of {HUNYUAN_DEFAULT_DIR})")
+
+    @property
+    def cfg_scale(self) -> float:
+        """SkyReels' real CFG scale is ``model_cfg.guidance_scale`` (the embedded guidance is fixed at 1)."""
+        return float(self.model_cfg.guidance_scale)
 
     # first frames ----------------------------------------------------------------------------
     def set_first_frame_source(self, source: FrameSource | None) -> None:
@@ -229,22 +231,6 @@ class SkyReelsI2VAdapter(HunyuanAdapter):
         cond[IMAGE_KEY] = self.encode_first_frames(self.first_frames(prompts))
         return cond
 
-    def negative_cond(self) -> Cond:
-        """Text conditioning of the empty prompt (1 row), encoded once or taken from the cache."""
-        if self._negative is None:
-            self._negative = self.encode_text([""])
-        return self._negative
-
-    def cache_extras(self) -> dict[str, Tensor]:
-        return {NEGATIVE_PREFIX + key: value.cpu() for key, value in self.negative_cond().items()}
-
-    def load_cache_extras(self, extras: dict[str, Tensor]) -> None:
-        missing = [NEGATIVE_PREFIX + key for key in TEXT_KEYS if NEGATIVE_PREFIX + key not in extras]
-        if missing:
-            raise KeyError(f"the embedding cache has no {missing} (the empty prompt for SkyReels' classifier-free "
-                           "guidance); re-run the skyreels_i2v preprocessing")
-        self._negative = {key: extras[NEGATIVE_PREFIX + key].to(self.device) for key in TEXT_KEYS}
-
     # denoiser --------------------------------------------------------------------------------
     def predict(self, latents: Tensor, timestep: Tensor, cond: Cond) -> Tensor:
         """Velocity (fp32) with the image latents concatenated, and real CFG when guidance_scale > 1."""
@@ -255,17 +241,7 @@ class SkyReelsI2VAdapter(HunyuanAdapter):
                              "another model.height/width?")
         pad = image.new_zeros(*image.shape[:2], latents.shape[2] - image.shape[2], *image.shape[3:])
         x = torch.cat([latents, torch.cat([image, pad], dim=2)], dim=1)
-        scale = float(self.model_cfg.guidance_scale)
-        if scale <= 1.0:
-            return self.transformer_call(x, timestep, cond, EMBEDDED_GUIDANCE)
-        batch = latents.shape[0]
-        t = torch.as_tensor(timestep, device=latents.device).reshape(-1).expand(batch)
-        negative = {key: value.to(latents.device).expand(batch, *value.shape[1:])
-                    for key, value in self.negative_cond().items()}
-        both = {key: torch.cat([negative[key], cond[key].to(latents.device)]) for key in TEXT_KEYS}
-        uncond, conditional = self.transformer_call(torch.cat([x, x]), torch.cat([t, t]), both,
-                                                    EMBEDDED_GUIDANCE).chunk(2)
-        return uncond + scale * (conditional - uncond)
+        return self.guided_call(x, timestep, cond, EMBEDDED_GUIDANCE, self.cfg_scale)
 
 
 def _register() -> None:

@@ -49,7 +49,7 @@ from fastvideo.pretrain.common import (
     quiet_diffusers,
 )
 from fastvideo.pretrain.components import build_clip_tokenizer
-from fastvideo.pretrain.data import step_generator
+from fastvideo.pretrain.data import step_generator, step_rng
 from fastvideo.pretrain.evaluate import EVAL_SEED, proportion
 from fastvideo.pretrain.train_flux import sample_flow_time
 from fastvideo.pretrain.video_components import (
@@ -66,8 +66,10 @@ from fastvideo.pretrain.video_components import (
     build_video_transformer,
     build_video_vae,
     clip_pooled,
+    drop_prompts,
     llama_text,
     motion_batch,
+    repatch_transformer,
 )
 from fastvideo.shapes.grammar import BACKGROUND
 from fastvideo.shapes.motion import MOTION_SKILLS, motion_vocabulary, sample_motion_prompts
@@ -89,11 +91,22 @@ DEFAULTS: dict[str, StageOptions] = {
 class VideoBundle(torch.nn.Module):
     """Everything the flow stage updates: the transformer and both text encoders."""
 
-    def __init__(self, sizes: VideoSizes, tokenizers: tuple):
+    def __init__(self, sizes: VideoSizes, tokenizers: tuple, patch_size: int = 2):
         super().__init__()
-        self.transformer = build_video_transformer(sizes)
+        self.transformer = build_video_transformer(sizes, patch_size)
         self.llama = build_llama_encoder(sizes, tokenizers[0])
         self.clip = build_video_clip_encoder(sizes, tokenizers[1])
+
+    @torch.no_grad()
+    def warm_start(self, pipeline_dir: Path) -> None:
+        """Copy the transformer and text encoders of a saved pipeline (same sizes; the transformer is
+        repatched to this bundle's patch size with ``repatch_transformer``)."""
+        pipe = HunyuanVideoPipeline.from_pretrained(pipeline_dir, torch_dtype=torch.float32)
+        patch = int(self.transformer.config["patch_size"])
+        self.transformer.load_state_dict(repatch_transformer(pipe.transformer.float(), patch).state_dict())
+        self.llama.load_state_dict(pipe.text_encoder.state_dict())
+        self.clip.load_state_dict(pipe.text_encoder_2.state_dict())
+        logger.info("warm start from %s (patch %d -> %d)", pipeline_dir, pipe.transformer.config["patch_size"], patch)
 
 
 def video_tokenizers() -> tuple:
@@ -182,12 +195,20 @@ def flow_loss(bundle: VideoBundle, tokenizers: tuple, x0: torch.Tensor, prompts:
 
 def train_hunyuan(sizes: VideoSizes, options: StageOptions, work_dir: Path, vae: AutoencoderKLHunyuanVideo,
                   tokenizers: tuple, size: int, num_frames: int, device: str = "cpu") -> VideoBundle:
-    """Train (or resume) the flow stage; writes pipeline snapshots; returns the EMA bundle."""
+    """Train (or resume) the flow stage; writes pipeline snapshots; returns the EMA bundle.
+
+    ``options.extra``: ``patch_size`` (2), ``text_dropout`` (0: no CFG branch) and ``init_from`` (a
+    pipeline directory to warm-start from when there is no saved state).
+    """
     torch.manual_seed(options.seed)
-    bundle = VideoBundle(sizes, tokenizers).to(device).train()
-    ema, optimizer = EMA(bundle, options.ema_decay), make_optimizer(bundle, options)
+    bundle = VideoBundle(sizes, tokenizers, options.extra.get("patch_size", 2))
     state_path = work_dir / "hunyuan" / "state.pt"
+    if options.extra.get("init_from") and not state_path.exists():
+        bundle.warm_start(Path(options.extra["init_from"]))
+    bundle = bundle.to(device).train()
+    ema, optimizer = EMA(bundle, options.ema_decay), make_optimizer(bundle, options)
     start = load_state(state_path, bundle, ema, optimizer)
+    text_dropout = float(options.extra.get("text_dropout", 0.0))
     vae = vae.to(device).eval().requires_grad_(False)
     log = LossLog("hunyuan", options.steps, start, options.log_every)
     for step in range(start, options.steps):
@@ -195,7 +216,8 @@ def train_hunyuan(sizes: VideoSizes, options: StageOptions, work_dir: Path, vae:
         generator = step_generator(options.seed, step, purpose=3)
         with torch.no_grad():
             x0 = vae.encode(videos.to(device)).latent_dist.sample(generator) * vae.config.scaling_factor
-        loss = flow_loss(bundle, tokenizers, x0, prompts, generator)
+        texts = drop_prompts(prompts, step_rng(options.seed, step, purpose=4), text_dropout)
+        loss = flow_loss(bundle, tokenizers, x0, texts, generator)
         grad_norm = finish_step(step, loss, bundle, optimizer, ema, options, state_path,
                                 snapshot=lambda done: save_video_pipeline(
                                     ema.shadow, vae, tokenizers, work_dir / "hunyuan" / f"step_{done:06d}"))
@@ -218,10 +240,14 @@ def save_video_pipeline(bundle: VideoBundle, vae: AutoencoderKLHunyuanVideo, tok
         pipe.save_pretrained(directory, safe_serialization=True)
 
 
-def video_sampling_kwargs(size: int, num_frames: int) -> dict:
-    """Settings the pipeline was trained for (max_sequence_length 16 is equivalent to the default 256)."""
-    return {"height": size, "width": size, "num_frames": num_frames, "guidance_scale": VIDEO_GUIDANCE,
-            "max_sequence_length": LLAMA_MAX_LENGTH}
+def video_sampling_kwargs(size: int, num_frames: int, cfg_scale: float = 1.0) -> dict:
+    """Settings the pipeline was trained for (max_sequence_length 16 is equivalent to the default 256);
+    ``cfg_scale`` > 1 adds the stock pipeline's real CFG against the empty prompt (needs text dropout)."""
+    kwargs = {"height": size, "width": size, "num_frames": num_frames, "guidance_scale": VIDEO_GUIDANCE,
+              "max_sequence_length": LLAMA_MAX_LENGTH}
+    if cfg_scale > 1.0:
+        kwargs.update(true_cfg_scale=cfg_scale, negative_prompt="")
+    return kwargs
 
 
 @torch.no_grad()
@@ -261,6 +287,8 @@ def stage_options(stage: str, args: argparse.Namespace, defaults: StageOptions |
             setattr(options, name, getattr(args, name))
     options.checkpoint_every = args.checkpoint_every or min(options.checkpoint_every, options.steps)
     options.seed = args.seed
+    options.extra = {key: getattr(args, key) for key in ("patch_size", "text_dropout", "init_from")
+                     if getattr(args, key, None) is not None}
     return options
 
 
@@ -286,8 +314,9 @@ def run_stage(stage: str, args: argparse.Namespace) -> None:
     if output_dir.exists():
         shutil.rmtree(output_dir)
     save_video_pipeline(bundle, vae, tokenizers, output_dir)
-    info = {"sampling": video_sampling_kwargs(size, num_frames), "seed": args.seed, "steps": options.steps,
-            "batch_size": options.batch_size, "lr": options.lr,
+    cfg_scale = args.cfg_scale if args.text_dropout > 0 else 1.0
+    info = {"sampling": video_sampling_kwargs(size, num_frames, cfg_scale), "seed": args.seed,
+            "steps": options.steps, "batch_size": options.batch_size, "lr": options.lr, **options.extra,
             "vae_stats": json.loads((work_dir / "vae" / "stats.json").read_text())}
     (output_dir / "pretrain.json").write_text(json.dumps(info, indent=2))
 
@@ -303,6 +332,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch_size", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--checkpoint_every", type=int, default=None)
+    parser.add_argument("--patch_size", type=int, default=2, help="transformer spatial patch (1: 4x the tokens)")
+    parser.add_argument("--text_dropout", type=float, default=0.1,
+                        help="probability of training on the empty prompt (the CFG branch); 0 disables CFG")
+    parser.add_argument("--cfg_scale", type=float, default=4.0, help="real CFG scale written to pretrain.json")
+    parser.add_argument("--init_from", default=None, help="warm-start from this pipeline directory")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     parser.add_argument("--device", default="cpu", help="training device, e.g. cuda (data is rendered on the CPU)")

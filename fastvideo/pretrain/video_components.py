@@ -141,14 +141,50 @@ def rope_axes_3d(head_dim: int) -> tuple[int, int, int]:
     return (first, rest, rest)
 
 
-def build_video_transformer(sizes: VideoSizes) -> HunyuanVideoTransformer3DModel:
+def build_video_transformer(sizes: VideoSizes, patch_size: int = 2) -> HunyuanVideoTransformer3DModel:
+    """The denoiser; ``patch_size`` 2 gives 16 tokens per latent frame at 32 px, 1 gives 64."""
     return HunyuanVideoTransformer3DModel(
         in_channels=LATENT_CHANNELS, out_channels=LATENT_CHANNELS, num_attention_heads=sizes.heads,
         attention_head_dim=sizes.head_dim, num_layers=sizes.double_blocks, num_single_layers=sizes.single_blocks,
-        num_refiner_layers=sizes.refiner_blocks, mlp_ratio=4.0, patch_size=2, patch_size_t=1, qk_norm="rms_norm",
+        num_refiner_layers=sizes.refiner_blocks, mlp_ratio=4.0, patch_size=patch_size, patch_size_t=1, qk_norm="rms_norm",
         guidance_embeds=True, text_embed_dim=sizes.llama_hidden, pooled_projection_dim=sizes.clip_hidden,
         rope_theta=256.0, rope_axes_dim=rope_axes_3d(sizes.head_dim),
     )
+
+
+@torch.no_grad()
+def repatch_transformer(transformer: HunyuanVideoTransformer3DModel, patch_size: int) -> HunyuanVideoTransformer3DModel:
+    """A copy with spatial ``patch_size`` 1 (from 2), every other weight kept (warm start).
+
+    Patch embedding (Conv3d, kernel (1, p, p)): the new 1x1 kernel is the *sum* of the old p x p one,
+    so a patch of constant latents embeds as before. Output projection (features ordered (C, p_t, p,
+    p)): the new row of channel c is the *mean* of its p x p rows, so a smooth field decodes as
+    before. RoPE positions are token indices, so distances double; the blocks adapt in training.
+    """
+    old = int(transformer.config["patch_size"])
+    if patch_size == old:
+        return transformer
+    if (old, patch_size) != (2, 1) or int(transformer.config["patch_size_t"]) != 1:
+        raise ValueError(f"repatching supports spatial patch 2 -> 1 (p_t 1), not {old} -> {patch_size}")
+    config = dict(transformer.config)
+    config["patch_size"] = patch_size
+    new = HunyuanVideoTransformer3DModel.from_config(config)
+    state = transformer.state_dict()
+    state["x_embedder.proj.weight"] = state["x_embedder.proj.weight"].sum(dim=(3, 4), keepdim=True)
+    channels = int(config.get("out_channels") or config["in_channels"])
+    for name in ("proj_out.weight", "proj_out.bias"):
+        value = state[name]
+        state[name] = value.reshape(channels, old * old, *value.shape[1:]).mean(dim=1)
+    new.load_state_dict(state, strict=True)
+    return new.to(next(transformer.parameters()).dtype)
+
+
+def drop_prompts(prompts: list[str], rng: np.random.Generator, probability: float) -> list[str]:
+    """Each prompt independently replaced by the empty prompt with ``probability`` (trains the CFG branch)."""
+    if probability <= 0:
+        return list(prompts)
+    keep = rng.random(len(prompts)) >= probability
+    return [prompt if kept else "" for prompt, kept in zip(prompts, keep)]
 
 
 def build_video_scheduler() -> FlowMatchEulerDiscreteScheduler:

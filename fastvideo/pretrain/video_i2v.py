@@ -48,7 +48,7 @@ from fastvideo.pretrain.common import EMA, LossLog, StageOptions, finish_step, l
 from fastvideo.pretrain.data import step_generator, step_rng
 from fastvideo.pretrain.evaluate import EVAL_SEED, proportion
 from fastvideo.pretrain.video import evaluate_video, flow_loss, save_video_pipeline, stage_options
-from fastvideo.pretrain.video_components import LLAMA_MAX_LENGTH, VIDEO_SHIFT, motion_batch
+from fastvideo.pretrain.video_components import LLAMA_MAX_LENGTH, VIDEO_SHIFT, drop_prompts, motion_batch
 from fastvideo.shapes.motion import MOTION_SKILLS, sample_motion_prompts
 from fastvideo.shapes.motion_render import render_video
 from fastvideo.shapes.motion_verifier import verify_video
@@ -104,12 +104,6 @@ def pad_image_latents(image_latents: torch.Tensor, num_latent_frames: int) -> to
     """(B, C, 1, h, w) -> (B, C, num_latent_frames, h, w), zeros after the first frame (as the pipeline)."""
     pad = image_latents.new_zeros(*image_latents.shape[:2], num_latent_frames - 1, *image_latents.shape[3:])
     return torch.cat([image_latents, pad], dim=2)
-
-
-def drop_prompts(prompts: list[str], rng: np.random.Generator, probability: float = TEXT_DROPOUT) -> list[str]:
-    """Each prompt independently replaced by the empty prompt with ``probability``."""
-    keep = rng.random(len(prompts)) >= probability
-    return [prompt if kept else "" for prompt, kept in zip(prompts, keep)]
 
 
 def load_t2v(t2v_dir: Path) -> tuple[HunyuanVideoPipeline, dict]:

@@ -14,12 +14,15 @@ class ShapesMotionVerifierReward(Reward):
 
     ``mode="score"``: the fraction of the prompt's claims the video satisfies, in [0, 1] (per object:
     present exactly once in every frame, moving in the stated direction; plus nothing else);
-    ``mode="binary"``: 1 if every claim holds else 0. Prompts must belong to the motion grammar
+    ``mode="binary"``: 1 if every claim holds else 0; ``mode="frames"``: the same claims with partial
+    credit per frame (``VideoVerdict.frame_score``: "exactly one X" and "nothing else" earn the fraction
+    of frames where they hold), a denser signal for weak models whose clips rarely hold a claim in all
+    9 frames. Prompts must belong to the motion grammar
     (``fastvideo.shapes.motion``); videos need >= 5 frames. Runs on the CPU whatever ``device`` says.
     """
 
     input_kind = "video"
-    modes = ("score", "binary")
+    modes = ("score", "binary", "frames")
 
     def __init__(
         self, mode: str = "score", device: str | torch.device | None = "cpu", batch_size: int = 64
@@ -27,12 +30,14 @@ class ShapesMotionVerifierReward(Reward):
         if mode not in self.modes:
             raise ValueError(f"unknown shapes_motion_verifier mode {mode!r}; expected one of {self.modes}")
         super().__init__(device="cpu", batch_size=batch_size)
-        from fastvideo.shapes.motion_verifier import verify_video_batch
+        from fastvideo.shapes.motion_verifier import verify_video
 
         self.mode = mode
-        self._verify_batch = verify_video_batch
+        self._verify = verify_video
 
     def score_batch(self, images: Tensor, prompts: list[str]) -> Tensor:
-        scores, correct = self._verify_batch(images, prompts)
-        chosen = scores if self.mode == "score" else correct
-        return torch.as_tensor(chosen).float().reshape(-1)
+        if len(images) != len(prompts):
+            raise ValueError(f"{len(images)} videos but {len(prompts)} prompts")
+        verdicts = [self._verify(video, prompt) for video, prompt in zip(images, prompts)]
+        field = {"score": "score", "binary": "correct", "frames": "frame_score"}[self.mode]
+        return torch.tensor([float(getattr(v, field)) for v in verdicts], dtype=torch.float32)
