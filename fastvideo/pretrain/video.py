@@ -16,10 +16,16 @@ Stages (components in ``video_components.py``; data: fresh renders of TRAIN moti
   sampling settings) and snapshots ``<work_dir>/hunyuan/step_XXXXXX``.
 - ``eval``: held-out accuracy of ``<output_dir>`` with ``shapes.motion_verifier`` (``eval.json``).
 
-Training resumes from ``<work_dir>/<stage>/state.pt`` unless ``--fresh``.
+Training resumes from ``<work_dir>/<stage>/state.pt`` unless ``--fresh``. ``--text_dropout p`` (0.1)
+replaces prompts by "" with probability p, so the pipeline can sample with real CFG against the empty
+prompt (``pretrain.json``'s ``true_cfg_scale``, ``--cfg_scale``); ``--patch_size 1`` gives 4x the tokens
+of the default 2 (64 per latent frame at 32 px); ``--init_from DIR`` warm-starts the flow stage from a
+saved pipeline, repatching its transformer (``video_components.repatch_transformer``). The shipped
+model: 5000 steps at patch 2 without dropout, then 2500 at patch 1 with dropout
+(``assets/shapes_video/MODEL_CARD.md``).
 
 Cost (one CPU thread, 32 px, 9 frames): ~1.25 s per VAE step (batch 8), ~0.85 s per flow step
-(batch 16); at 64 px ~5 s and ~2.1 s. A 600-step VAE check reached reconstruction L1 0.027 but
+(batch 16, patch 2; patch 1 on 2 threads: 0.83 s); at 64 px ~5 s and ~2.1 s. A 600-step VAE check reached reconstruction L1 0.027 but
 only 7% verifier accuracy on reconstructions (still falling), hence 4000 VAE steps by default;
 ``stats.json``'s ``verifier_acc_reconstruction`` should approach 1 before the flow stage is worth
 running. ``--device cuda`` trains on a GPU (data is still rendered on the CPU).
