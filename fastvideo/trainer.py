@@ -309,7 +309,7 @@ class GRPOTrainer:
             if self._out_of_time(loop_started):
                 logger.info("train.max_minutes=%g reached after iteration %d: stopping",
                             cfg.train.max_minutes, self.iteration)
-                if self.iteration != cfg.train.max_iterations:  # _periodic already saved at the last one
+                if not self._checkpoint_due():  # else _periodic has just saved it
                     self.save_checkpoint()
                 break
         bar.close()
@@ -327,10 +327,14 @@ class GRPOTrainer:
             return False
         return all_reduce_mean(float(time.perf_counter() - loop_started >= 60.0 * budget)) > 0
 
+    def _checkpoint_due(self) -> bool:
+        """Every checkpoint.every iterations, and after the last one."""
+        every, it = self.cfg.checkpoint.every, self.iteration
+        return bool(every and it % every == 0) or it == self.cfg.train.max_iterations
+
     def _periodic(self) -> None:
         cfg, it = self.cfg, self.iteration
-        every = cfg.checkpoint.every
-        if (every and it % every == 0) or it == cfg.train.max_iterations:
+        if self._checkpoint_due():
             self.save_checkpoint()
         if cfg.logging.validation_every and (it % cfg.logging.validation_every == 0):
             self.validate()

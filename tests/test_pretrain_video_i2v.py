@@ -10,8 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from fastvideo.pretrain.video_components import VIDEO_SMOKE, build_video_transformer
-from fastvideo.pretrain.video_i2v import TEXT_DROPOUT, drop_prompts, expand_input_channels, pad_image_latents
+from fastvideo.pretrain.video_components import (
+    TEXT_DROPOUT,
+    VIDEO_SMOKE,
+    build_video_transformer,
+    drop_prompts,
+)
+from fastvideo.pretrain.video_i2v import expand_input_channels, pad_image_latents
 
 
 def _transformer_inputs(channels: int, batch: int = 2, seed: int = 0) -> dict:

@@ -340,9 +340,11 @@ def test_frame_credit_counts_the_frames_where_per_frame_claims_hold():
     frames[4] = []
     frames[6] = frames[6] + [_det("blue", "square", 40, 40)]
     frames[7] = frames[7] + [_det("blue", "square", 40, 40)]
-    assert frame_credit(claims, frames, [False]) == pytest.approx((8 / 9 + 0 + 7 / 9) / 3)
-    assert frame_credit(claims, frames, [True]) == pytest.approx((8 / 9 + 1 + 7 / 9) / 3)
+    key = ("red", "circle")
+    assert frame_credit(claims, frames, {key: "untracked"}) == pytest.approx((8 / 9 + 0 + 7 / 9) / 3)
+    assert frame_credit(claims, frames, {key: "right"}) == pytest.approx((8 / 9 + 1 + 7 / 9) / 3)
     clean = [[_det("red", "circle", 10 + 2 * t, 10)] for t in range(9)]
-    assert frame_credit(claims, clean, [True]) == 1.0
+    assert frame_credit(claims, clean, {key: "right"}) == 1.0
+    assert frame_credit(claims, clean, {key: "left"}) == pytest.approx(2 / 3)
     empty = [[] for _ in range(9)]
-    assert frame_credit(claims, empty, [False]) == pytest.approx(1 / 3)  # as score: only "nothing else"
+    assert frame_credit(claims, empty, {key: "untracked"}) == pytest.approx(1 / 3)  # as score: only "nothing else"

@@ -60,6 +60,7 @@ from fastvideo.pretrain.evaluate import EVAL_SEED, proportion
 from fastvideo.pretrain.train_flux import sample_flow_time
 from fastvideo.pretrain.video_components import (
     LLAMA_MAX_LENGTH,
+    TEXT_DROPOUT,
     VIDEO_FULL,
     VIDEO_GUIDANCE,
     VIDEO_SHIFT,
@@ -339,7 +340,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--checkpoint_every", type=int, default=None)
     parser.add_argument("--patch_size", type=int, default=2, help="transformer spatial patch (1: 4x the tokens)")
-    parser.add_argument("--text_dropout", type=float, default=0.1,
+    parser.add_argument("--text_dropout", type=float, default=TEXT_DROPOUT,
                         help="probability of training on the empty prompt (the CFG branch); 0 disables CFG")
     parser.add_argument("--cfg_scale", type=float, default=4.0, help="real CFG scale written to pretrain.json")
     parser.add_argument("--init_from", default=None, help="warm-start from this pipeline directory")

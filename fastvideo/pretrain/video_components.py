@@ -179,6 +179,10 @@ def repatch_transformer(transformer: HunyuanVideoTransformer3DModel, patch_size:
     return new.to(next(transformer.parameters()).dtype)
 
 
+TEXT_DROPOUT = 0.1
+"""Default probability that a training prompt is replaced by the empty prompt (the CFG branch's condition)."""
+
+
 def drop_prompts(prompts: list[str], rng: np.random.Generator, probability: float) -> list[str]:
     """Each prompt independently replaced by the empty prompt with ``probability`` (trains the CFG branch)."""
     if probability <= 0:

@@ -48,7 +48,13 @@ from fastvideo.pretrain.common import EMA, LossLog, StageOptions, finish_step, l
 from fastvideo.pretrain.data import step_generator, step_rng
 from fastvideo.pretrain.evaluate import EVAL_SEED, proportion
 from fastvideo.pretrain.video import evaluate_video, flow_loss, save_video_pipeline, stage_options
-from fastvideo.pretrain.video_components import LLAMA_MAX_LENGTH, VIDEO_SHIFT, drop_prompts, motion_batch
+from fastvideo.pretrain.video_components import (
+    LLAMA_MAX_LENGTH,
+    TEXT_DROPOUT,
+    VIDEO_SHIFT,
+    drop_prompts,
+    motion_batch,
+)
 from fastvideo.shapes.motion import MOTION_SKILLS, sample_motion_prompts
 from fastvideo.shapes.motion_render import render_video
 from fastvideo.shapes.motion_verifier import verify_video
@@ -57,8 +63,6 @@ logger = logging.getLogger("fastvideo.pretrain")
 
 CFG_SCALE = 5.0
 """Real classifier-free guidance scale against the empty prompt at sampling (SkyReels-V1: 5)."""
-TEXT_DROPOUT = 0.1
-"""Probability that a training prompt is replaced by the empty prompt (the CFG branch's condition)."""
 DEFAULTS = StageOptions(steps=600, batch_size=16, lr=2e-4, warmup=50, ema_decay=0.99, checkpoint_every=100)
 
 

@@ -31,13 +31,12 @@ class ShapesMotionVerifierReward(Reward):
             raise ValueError(f"unknown shapes_motion_verifier mode {mode!r}; expected one of {self.modes}")
         super().__init__(device="cpu", batch_size=batch_size)
         from fastvideo.shapes.motion_verifier import verify_video
+        from fastvideo.shapes.verifier import verdict_batch
 
         self.mode = mode
-        self._verify = verify_video
+        self._verify, self._verdict_batch = verify_video, verdict_batch
 
     def score_batch(self, images: Tensor, prompts: list[str]) -> Tensor:
-        if len(images) != len(prompts):
-            raise ValueError(f"{len(images)} videos but {len(prompts)} prompts")
-        verdicts = [self._verify(video, prompt) for video, prompt in zip(images, prompts)]
+        verdicts = self._verdict_batch(self._verify, images, prompts, "videos")
         field = {"score": "score", "binary": "correct", "frames": "frame_score"}[self.mode]
         return torch.tensor([float(getattr(v, field)) for v in verdicts], dtype=torch.float32)

@@ -27,10 +27,12 @@ Claims (score = fraction satisfied, correct = all satisfied), in prompt order:
 - "nothing else": no frame has a detection (including kind "other") outside the prompt's objects.
 
 A single-object prompt has 3 claims, a two-object prompt 5. An empty video satisfies only "nothing
-else" (score 1/3 or 1/5). ``frame_score`` is a denser partial credit over the same claims, meant as a
-GRPO reward (``score`` and ``correct`` are unchanged): "exactly one <object> in every frame" and
-"nothing else in any frame" earn the fraction of frames in which they hold, motion claims 0 or 1. The renderer's ground truth travels 1/4 - 3/8 of the size (twice
+else" (score 1/3 or 1/5). The renderer's ground truth travels 1/4 - 3/8 of the size (twice
 MOVE_MIN_FRAC) or exactly 0, so it is never borderline.
+
+``frame_score`` is a denser partial credit over the same claims, meant as a GRPO reward (``score``
+and ``correct`` are unchanged): "exactly one <object> in every frame" and "nothing else in any frame"
+earn the fraction of frames in which they hold, motion claims 0 or 1.
 """
 
 from __future__ import annotations
@@ -153,11 +155,13 @@ def check_motion_claims(
     return results, motions, tracks
 
 
-def frame_credit(claims: list[MotionClaim], frames: list[list[Detection]], motion_ok: list[bool]) -> float:
+def frame_credit(claims: list[MotionClaim], frames: list[list[Detection]], motions: dict) -> float:
     """Mean over the prompt's claims of: for "exactly one <object> in every frame" the fraction of
     frames with exactly one, for "nothing else in any frame" the fraction of frames with nothing else,
-    for each motion claim 1 if it holds else 0. Equals ``score`` when every frame agrees."""
+    for each motion claim 1 if its classified motion (``motions``, as ``check_motion_claims`` returns
+    them) is the prompt's direction else 0. Equals ``score`` when every frame agrees."""
     claimed, num = {claim.key for claim in claims}, len(frames)
+    motion_ok = [motions[claim.key] == claim.direction for claim in claims]
     counts = [sum(sum((d.color, d.kind) == claim.key for d in dets) == 1 for dets in frames) / num
               for claim in claims]
     clean = sum(all((d.color, d.kind) in claimed for d in dets) for dets in frames) / num
@@ -171,9 +175,8 @@ def verify_video(video, prompt_text: str) -> VideoVerdict:
     frames = [detect(frame) for frame in frames_hwc]
     results, motions, tracks = check_motion_claims(claims, frames, min(frames_hwc.shape[1:3]))
     satisfied = sum(ok for _, ok in results)
-    motion_ok = [ok for _, ok in results[len(claims):2 * len(claims)]]
     return VideoVerdict(score=satisfied / len(results), correct=satisfied == len(results),
-                        frame_score=frame_credit(claims, frames, motion_ok), claims=results,
+                        frame_score=frame_credit(claims, frames, motions), claims=results,
                         motions=motions, tracks=tracks, detections=frames)
 
 
@@ -187,5 +190,5 @@ def verify_video_batch(videos, prompts: list[str]):
 
 __all__ = [
     "MAX_STEP_FRAC", "MOVE_MIN_COSINE", "MOVE_MIN_FRAC", "STAY_MAX_FRAC", "VideoVerdict", "check_motion_claims",
-    "classify_motion", "frame_credit", "detect_frames", "to_frames", "track_object", "verify_video", "verify_video_batch",
+    "classify_motion", "detect_frames", "frame_credit", "to_frames", "track_object", "verify_video", "verify_video_batch",
 ]

@@ -344,13 +344,18 @@ def verify_batch(images, prompts: list[str]):
     return score_batch(verify, images, prompts, "images")
 
 
+def verdict_batch(verify_one, items, prompts: list[str], what: str) -> list:
+    """``verify_one(item, prompt)`` per item; ValueError unless there is one prompt per item."""
+    if len(items) != len(prompts):
+        raise ValueError(f"{len(items)} {what} but {len(prompts)} prompts")
+    return [verify_one(item, prompt) for item, prompt in zip(items, prompts)]
+
+
 def score_batch(verify_one, items, prompts: list[str], what: str):
     """(score, correct) float32 CPU tensors of shape (B,) from ``verify_one(item, prompt)`` per item."""
     import torch
 
-    if len(items) != len(prompts):
-        raise ValueError(f"{len(items)} {what} but {len(prompts)} prompts")
-    verdicts = [verify_one(item, prompt) for item, prompt in zip(items, prompts)]
+    verdicts = verdict_batch(verify_one, items, prompts, what)
     scores = torch.tensor([v.score for v in verdicts], dtype=torch.float32)
     correct = torch.tensor([float(v.correct) for v in verdicts], dtype=torch.float32)
     return scores, correct
