@@ -35,12 +35,12 @@ def recorded_gradients(config: str, overrides: list[str], iterations: int, first
     ``fixed_prompts``: every iteration uses the first iteration's prompts (only the noises differ), so
     the cosine measures the estimator's noise for one objective, not also how prompt sets differ.
     """
-    import fastvideo.trainer
-    from fastvideo.trainer import GRPOTrainer
+    import fastvideo.training.trainer
+    from fastvideo.training.trainer import GRPOTrainer
 
     if fixed_prompts:
-        draw = fastvideo.trainer.iteration_prompts
-        fastvideo.trainer.iteration_prompts = lambda n, _it, k, seed: draw(n, first_iteration, k, seed)
+        draw = fastvideo.training.trainer.iteration_prompts
+        fastvideo.training.trainer.iteration_prompts = lambda n, _it, k, seed: draw(n, first_iteration, k, seed)
 
     cfg = load_config(config, [*overrides, "--logging.progress_bar", "false", "--checkpoint.export_at_end", "false"])
     cfg.output_dir = "outputs/bench_gradient_coherence"
@@ -59,7 +59,7 @@ def recorded_gradients(config: str, overrides: list[str], iterations: int, first
             trainer.train_iteration()
     finally:
         if fixed_prompts:
-            fastvideo.trainer.iteration_prompts = draw
+            fastvideo.training.trainer.iteration_prompts = draw
     return grads
 
 

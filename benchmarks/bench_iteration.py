@@ -31,7 +31,7 @@ from PIL import Image  # noqa: E402
 from fastvideo.config import Config  # noqa: E402
 from fastvideo.distributed import DistEnv  # noqa: E402
 from fastvideo.rewards import build_reward  # noqa: E402
-from fastvideo.trainer import GRPOTrainer  # noqa: E402
+from fastvideo.training.trainer import GRPOTrainer  # noqa: E402
 
 PROMPTS = ["a red fox in the snow", "a lighthouse at dusk", "a bowl of ramen", "a city street in the rain"]
 

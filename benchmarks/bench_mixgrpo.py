@@ -34,8 +34,8 @@ import torch  # noqa: E402
 
 from fastvideo.config import load_config  # noqa: E402
 from fastvideo.distributed import DistEnv  # noqa: E402
-from fastvideo.shapes.evaluate import EvalSettings, evaluate_policy  # noqa: E402
-from fastvideo.trainer import GRPOTrainer, build_sampler  # noqa: E402
+from fastvideo.shapes.policy_eval import EvalSettings, evaluate_policy  # noqa: E402
+from fastvideo.training.trainer import GRPOTrainer, build_sampler  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = {

@@ -15,6 +15,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+MIXED_PRECISIONS = ("auto", "fp32", "bf16")
+"""``train.mixed_precision`` values ``autocast`` and ``shard_model`` implement."""
+
 
 @dataclass(frozen=True)
 class DistEnv:

@@ -33,7 +33,7 @@ def _write(adapter, model, state: dict, out_dir: Path, lora: bool) -> Path:
         from fastvideo.training.lora import lora_state_dict
 
         layers = lora_state_dict(state, model)
-        prefix = "unet" if adapter.paradigm == "diffusion" else "transformer"
+        prefix = getattr(adapter, "transformer_subfolder", "transformer")  # diffusers' LoRA key prefix: unet / transformer
         metadata = _unwrap(model).peft_config["default"].to_dict()  # keeps alpha / rank scaling
         for key, value in list(metadata.items()):
             if isinstance(value, set):

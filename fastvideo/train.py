@@ -3,7 +3,9 @@
     torchrun --nproc_per_node=N -m fastvideo.train --config configs/debug/flux_tiny.yaml --output_dir DIR \
         [--section.field value ...]
 
-``python -m fastvideo.train --help`` lists every config field with its unit and default.
+``python -m fastvideo.train --help`` lists every config field with its unit and default. A mistake the
+user can fix (bad config, missing model, prompt file or embedding cache) prints one ``error:`` message
+and exits with code 2; ``--debug`` or ``FASTVIDEO_DEBUG=1`` shows its traceback (``fastvideo.errors``).
 """
 
 from __future__ import annotations
@@ -16,15 +18,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def main(argv: list[str] | None = None) -> None:
-    from fastvideo.config import ConfigError, parse_args
+    """Parse the config and train; a ``UserError`` (bad config, missing model...) propagates to ``run_cli``."""
+    from fastvideo.config import parse_args
 
-    try:
-        cfg = parse_args(sys.argv[1:] if argv is None else argv)
-    except ConfigError as err:
-        print(f"config error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+    cfg = parse_args(sys.argv[1:] if argv is None else argv)
     from fastvideo.distributed import destroy_distributed, init_distributed
-    from fastvideo.trainer import GRPOTrainer
+    from fastvideo.training.trainer import GRPOTrainer
 
     env = init_distributed()
     logging.basicConfig(level=logging.INFO if env.is_main else logging.WARNING,
@@ -40,4 +39,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from fastvideo.errors import run_cli
+
+    run_cli(main)

@@ -26,7 +26,7 @@ def main(out: str, prompts_per_rank: int, paradigm: str) -> None:
     tmp.mkdir(parents=True, exist_ok=True)
     cfg = toy_config(tmp, train__prompts_per_iteration=prompts_per_rank, train__max_iterations=1)
     if paradigm in VIDEO_MODELS:  # a tiny real video transformer, sharded with FSDP2 on 2 ranks
-        from fastvideo.trainer import GRPOTrainer
+        from fastvideo.training.trainer import GRPOTrainer
         from tests.toy_models import BrightnessRewards
 
         cfg.model.name, cfg.model.tiny, cfg.model.height, cfg.model.width = paradigm, True, 32, 32

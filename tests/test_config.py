@@ -268,6 +268,51 @@ def test_validate_checks_a_config_built_in_python():
         validate(Config(train=TrainConfig(lr=0.0)))
 
 
+def test_choices_are_the_tuples_of_the_implementing_code():
+    from fastvideo.config import rules
+    from fastvideo.distributed import MIXED_PRECISIONS
+    from fastvideo.grpo.advantage import ADVANTAGE_SCOPES
+    from fastvideo.grpo.plan import ODE_SOLVERS
+    from fastvideo.grpo.sde import SDE_TYPES
+    from fastvideo.grpo.window import STRATEGIES
+    from fastvideo.models.base import DTYPES
+    from fastvideo.rewards.reward_set import AGGREGATIONS, NAN_POLICIES
+
+    expected = {
+        "model.dtype": DTYPES, "sampler.sde_type": SDE_TYPES, "sampler.window_strategy": STRATEGIES,
+        "sampler.ode_solver": ODE_SOLVERS, "grpo.advantage_scope": ADVANTAGE_SCOPES,
+        "rewards.aggregation": AGGREGATIONS, "rewards.nan_policy": NAN_POLICIES,
+        "train.mixed_precision": MIXED_PRECISIONS,
+    }  # fmt: skip
+    assert rules._CHOICES.keys() == expected.keys()
+    for key, choices in expected.items():
+        assert rules._CHOICES[key] is choices, f"{key}: rules holds a copy, not the code's tuple"
+        for value in choices:  # every value the code offers is a valid config value
+            load_config(None, [f"--{key}", value])
+
+
+def test_config_package_imports_one_way_and_stays_light():
+    import ast
+    import subprocess
+    import sys
+
+    package = REPO / "fastvideo" / "config"
+
+    def imported(name: str) -> set[str]:
+        tree = ast.parse((package / f"{name}.py").read_text(encoding="utf-8"))
+        return {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module} | {
+            alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+
+    assert not {m for m in imported("schema") if m.startswith("fastvideo")}
+    assert not {m for m in imported("rules") if m.startswith("fastvideo.config")} - {"fastvideo.config.schema"}
+    assert "fastvideo.config.loader" not in imported("rules")
+    heavy = ("diffusers", "transformers", "open_clip", "wandb", "tensorboard")
+    code = ("import sys, fastvideo.config; "
+            f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({heavy!r})))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr[-2000:]
+
+
 # --- lists of dataclasses -------------------------------------------------------------------------
 
 
@@ -444,3 +489,21 @@ def test_prompt_file_is_clean():
     assert len(lines) >= 250
     assert all(line.strip() == line and line for line in lines)
     assert len(set(lines)) == len(lines)
+
+
+def test_block_noise_rule_is_the_samplers_own():
+    from fastvideo.config import Config, ConfigError, validate
+    from fastvideo.grpo.block_noise import block_noise_problem
+    from fastvideo.grpo.sampler import FlowSampler
+
+    cfg = Config()
+    cfg.sampler.noise_block, cfg.sampler.sde_type = 2, "flow_grpo"
+    with pytest.raises(ConfigError, match="needs the 'dance' SDE"):
+        validate(cfg)
+    assert block_noise_problem(2, "dance") is None and block_noise_problem(1, "cps") is None
+
+    class Model:
+        paradigm = "flow"
+
+    with pytest.raises(ValueError, match="needs the 'dance' SDE"):
+        FlowSampler.for_model(Model(), 4, sde_type="cps", noise_block=2)

@@ -38,7 +38,7 @@ MATRIX = [(m, o) for m in ("flux", "sd") for o in OPTIONS if not (m == "sd" and 
 
 
 def _trainer(tmp_path, model, option):
-    from fastvideo.trainer import GRPOTrainer
+    from fastvideo.training.trainer import GRPOTrainer
 
     cfg = toy_config(tmp_path, **OPTIONS[option])
     cfg.model.name, cfg.model.tiny, cfg.model.height, cfg.model.width = model, True, 32, 32

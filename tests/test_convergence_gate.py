@@ -61,7 +61,7 @@ def gate_config(tmp_path: Path, extra: list[str]):
 @pytest.mark.slow
 @pytest.mark.parametrize("option", list(OPTIONS))
 def test_option_raises_an_analytic_reward(tmp_path, monkeypatch, option):
-    from fastvideo.trainer import GRPOTrainer
+    from fastvideo.training.trainer import GRPOTrainer
 
     monkeypatch.chdir(REPO)
     cfg = gate_config(tmp_path, OPTIONS[option])

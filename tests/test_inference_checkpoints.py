@@ -47,7 +47,7 @@ def _outputs(adapter) -> torch.Tensor:
 def _train(cfg) -> dict:
     """One GRPO iteration; the policy's, the EMA's and the base model's outputs on fixed inputs."""
     from fastvideo.models import build_adapter
-    from fastvideo.trainer import GRPOTrainer
+    from fastvideo.training.trainer import GRPOTrainer
 
     trainer = GRPOTrainer(cfg, DistEnv(), rewards=BrightnessRewards())
     trainer.train()

@@ -205,7 +205,7 @@ def test_one_grpo_iteration_is_on_policy_and_updates_the_transformer(tmp_path):
     from fastvideo.distributed import DistEnv
     from fastvideo.rewards import RewardSet, RewardTerm
     from fastvideo.rewards.rule_based import BrightnessReward
-    from fastvideo.trainer import GRPOTrainer
+    from fastvideo.training.trainer import GRPOTrainer
     from tests.trainer_utils import toy_config
 
     cfg = toy_config(tmp_path)

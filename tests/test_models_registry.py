@@ -29,7 +29,7 @@ def test_builtin_adapters_registered_and_unknown_name_lists_them():
 
 
 def test_register_adapter_refuses_a_second_factory_under_one_name(monkeypatch):
-    import fastvideo.models as models
+    import fastvideo.models.registry as models
 
     monkeypatch.setattr(models, "_REGISTRY", dict(models._REGISTRY))  # leave the real registry untouched
 

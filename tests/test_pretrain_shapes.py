@@ -9,12 +9,17 @@ import numpy as np
 import pytest
 import torch
 
-from fastvideo.pretrain.common import StageOptions, lr_factor
-from fastvideo.pretrain.components import T5_MAX_LENGTH, build_clip_tokenizer, build_t5_tokenizer, rope_axes
-from fastvideo.pretrain.data import scene_batch
-from fastvideo.pretrain.evaluate import heldout_prompts, proportion, summarize
-from fastvideo.pretrain.train_flux import sample_flow_time
 from fastvideo.shapes.grammar import prompt_splits, vocabulary
+from fastvideo.shapes.heldout import heldout_prompts, proportion, summarize
+from fastvideo.shapes.pretrain.common import StageOptions, lr_factor
+from fastvideo.shapes.pretrain.components import (
+    T5_MAX_LENGTH,
+    build_clip_tokenizer,
+    build_t5_tokenizer,
+    rope_axes,
+)
+from fastvideo.shapes.pretrain.data import scene_batch
+from fastvideo.shapes.pretrain.train_flux import sample_flow_time
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "shapes"
 
@@ -108,7 +113,7 @@ def _sample_sd(directory: Path) -> torch.Tensor:
 
 @pytest.mark.slow
 def test_smoke_pretraining_writes_pipelines_that_stock_diffusers_load_and_sample(tmp_path):
-    from fastvideo.pretrain.shapes import main
+    from fastvideo.shapes.pretrain.images import main
 
     out, work = tmp_path / "out", tmp_path / "work"
     threads = torch.get_num_threads()

@@ -7,8 +7,9 @@ import json
 import pytest
 import torch
 
-from fastvideo.pretrain.components import build_clip_tokenizer, count_params
-from fastvideo.pretrain.video_components import (
+from fastvideo.shapes.motion import all_motion_prompts, motion_prompt_splits, motion_vocabulary
+from fastvideo.shapes.pretrain.components import build_clip_tokenizer, count_params
+from fastvideo.shapes.pretrain.video_components import (
     LLAMA_MAX_LENGTH,
     TEMPLATE_CROP_START,
     VIDEO_FULL,
@@ -25,7 +26,6 @@ from fastvideo.pretrain.video_components import (
     repatch_transformer,
     rope_axes_3d,
 )
-from fastvideo.shapes.motion import all_motion_prompts, motion_prompt_splits, motion_vocabulary
 
 WEIGHT_BUDGET_BYTES = 25 * 2**20
 
@@ -70,8 +70,8 @@ def test_smoke_run_writes_a_stock_pipeline_the_adapter_and_verifier_can_use(tmp_
 
     from fastvideo.config import ModelConfig
     from fastvideo.models import build_adapter
-    from fastvideo.pretrain.video import main
     from fastvideo.shapes.motion_verifier import verify_video
+    from fastvideo.shapes.pretrain.video import main
 
     out, work = tmp_path / "out", tmp_path / "work"
     main(["--stage", "all", "--smoke", "--size", "32", "--num_frames", "5", "--threads", "1",
@@ -107,7 +107,7 @@ def test_smoke_run_writes_a_stock_pipeline_the_adapter_and_verifier_can_use(tmp_
     torch.testing.assert_close(cond["pooled_prompt_embeds"], pooled)
 
     # warm start into a patch-1 transformer: its text encoders start as the saved ones
-    from fastvideo.pretrain.video import VideoBundle, video_tokenizers
+    from fastvideo.shapes.pretrain.video import VideoBundle, video_tokenizers
 
     work_p1 = tmp_path / "work_p1"
     (work_p1 / "vae").mkdir(parents=True)

@@ -1,4 +1,4 @@
-"""Image-to-video derivation of the tiny shapes HunyuanVideo (``fastvideo.pretrain.video_i2v``): zero-init
+"""Image-to-video derivation of the tiny shapes HunyuanVideo (``fastvideo.shapes.pretrain.video_i2v``): zero-init
 equivalence with the T2V transformer, the conditioning layout, and a smoke run loaded by stock diffusers
 and by our ``skyreels_i2v`` adapter."""
 
@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from fastvideo.pretrain.video_components import (
+from fastvideo.shapes.pretrain.video_components import (
     TEXT_DROPOUT,
     VIDEO_SMOKE,
     build_video_transformer,
     drop_prompts,
 )
-from fastvideo.pretrain.video_i2v import expand_input_channels, pad_image_latents
+from fastvideo.shapes.pretrain.video_i2v import expand_input_channels, pad_image_latents
 
 
 def _transformer_inputs(channels: int, batch: int = 2, seed: int = 0) -> dict:
@@ -63,7 +63,7 @@ def test_conditioning_pads_the_first_frame_and_drops_about_a_tenth_of_the_prompt
 
 @pytest.fixture(scope="module")
 def smoke_dirs(tmp_path_factory):
-    from fastvideo.pretrain import video, video_i2v
+    from fastvideo.shapes.pretrain import video, video_i2v
 
     root = tmp_path_factory.mktemp("i2v")
     video.main(["--stage", "all", "--smoke", "--size", "32", "--num_frames", "5", "--threads", "1",
@@ -96,8 +96,8 @@ def test_smoke_run_writes_a_stock_skyreels_pipeline(smoke_dirs):
 @pytest.mark.slow
 @torch.no_grad()
 def test_adapter_loads_the_smoke_model_and_the_first_frame_matters_after_training(smoke_dirs):
-    from fastvideo.pretrain.video_components import motion_batch
-    from fastvideo.pretrain.video_i2v import build_i2v_adapter, first_frame_latents
+    from fastvideo.shapes.pretrain.video_components import motion_batch
+    from fastvideo.shapes.pretrain.video_i2v import build_i2v_adapter, first_frame_latents
 
     adapter = build_i2v_adapter(smoke_dirs / "i2v", cfg_scale=1.0)
     assert adapter.latent_shape() == (16, 2, 8, 8)

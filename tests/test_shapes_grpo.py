@@ -11,9 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from fastvideo.shapes import evaluate as shapes_eval
-from fastvideo.shapes.evaluate import EvalSettings, eval_prompts, evaluate_policy, grid_indices, shard
+from fastvideo.shapes import policy_eval as shapes_eval
 from fastvideo.shapes.grammar import SKILLS
+from fastvideo.shapes.policy_eval import EvalSettings, eval_prompts, evaluate_policy, grid_indices, shard
 from fastvideo.shapes.render import render_prompt
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,6 +1,6 @@
 """GRPO on the moving-shapes video world: the motion world of the held-out evaluation, rendered first
 frames for image-to-video, configs and prompt files, and 2-iteration T2V / I2V runs of train_shapes on
-the smoke pipelines of ``fastvideo.pretrain.video`` / ``video_i2v``."""
+the smoke pipelines of ``fastvideo.shapes.pretrain.video`` / ``video_i2v``."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ import torch
 from PIL import Image
 
 from fastvideo.distributed import DistEnv
-from fastvideo.shapes.evaluate import EvalSettings, evaluate_policy, paired_gain
 from fastvideo.shapes.motion import MOTION_SKILLS, sample_motion_prompts
 from fastvideo.shapes.motion_frames import MotionFirstFrames, first_frame_seed, use_motion_first_frames
 from fastvideo.shapes.motion_render import render_video
+from fastvideo.shapes.policy_eval import EvalSettings, evaluate_policy, paired_gain
 from fastvideo.shapes.worlds import IMAGE_WORLD, MOTION_WORLD, get_world
 from tests.test_shapes_grpo import RenderingStub
 
@@ -48,7 +48,7 @@ class VideoRenderingStub(RenderingStub):
 
 
 def test_motion_world_draws_the_video_pretraining_evaluation_prompts():
-    from fastvideo.pretrain.video import evaluate_video
+    from fastvideo.shapes.pretrain.video import evaluate_video
 
     defaults = inspect.signature(evaluate_video).parameters
     settings = EvalSettings().resolved(MOTION_WORLD)
@@ -77,7 +77,7 @@ def test_eval_world_flag_is_a_string_and_checked():
 
 
 def test_motion_evaluation_scores_ground_truth_clips_as_correct(tmp_path):
-    from fastvideo.shapes.evaluate import build_summary, save_before_after
+    from fastvideo.shapes.policy_eval import build_summary, save_before_after
 
     settings = EvalSettings(num_prompts=8, batch_size=3, grid_per_skill=1)
     result = evaluate_policy(VideoRenderingStub(), flow_sampler(), DistEnv(), settings, progress_bar=False)
@@ -147,7 +147,7 @@ def test_configs_and_motion_prompt_file():
 @pytest.fixture(scope="module")
 def smoke_pipelines(tmp_path_factory) -> dict[str, Path]:
     """Tiny T2V (2 steps) and I2V (2 steps, derived from it) pipelines at 32 px, 5 frames."""
-    from fastvideo.pretrain import video, video_i2v
+    from fastvideo.shapes.pretrain import video, video_i2v
 
     root = tmp_path_factory.mktemp("shapes_video")
     video.main(["--smoke", "--size", str(SIZE), "--num_frames", str(FRAMES), "--threads", "1",

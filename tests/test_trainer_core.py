@@ -114,7 +114,7 @@ def test_updates_per_iteration_split_the_items(tmp_path):
 
 
 def test_nonfinite_reward_skips_update_or_raises(tmp_path):
-    from fastvideo.trainer import NonFiniteRewardError
+    from fastvideo.training.trainer import NonFiniteRewardError
 
     class NaNRewards:
         def __call__(self, images, prompts):
@@ -152,7 +152,7 @@ def test_resume_is_bit_exact(tmp_path):
 
 
 def test_killed_checkpoint_write_leaves_previous_loadable(tmp_path, monkeypatch):
-    import fastvideo.checkpoint as ckpt
+    import fastvideo.training.checkpoint as ckpt
 
     cfg = toy_config(tmp_path, train__max_iterations=1, checkpoint__every=1)
     trainer = toy_trainer(cfg)
@@ -228,3 +228,37 @@ def test_time_budget_stops_after_the_iteration_that_crosses_it_and_checkpoints(t
 
     with pytest.raises(ValueError, match="max_minutes"):
         validate(toy_config(tmp_path / "b", train__max_minutes=-1.0))
+
+
+class _RecordingRewards:
+    """A two-reward RewardSet (brightness x2, JPEG compressibility x0.5) that keeps what it returned."""
+
+    def __init__(self, aggregation: str):
+        from fastvideo.rewards import RewardSet, RewardTerm
+        from fastvideo.rewards.rule_based import BrightnessReward, JpegCompressibilityReward
+
+        self.set = RewardSet([RewardTerm("bright", BrightnessReward(), 2.0),
+                              RewardTerm("jpeg", JpegCompressibilityReward(), 0.5)], aggregation=aggregation)
+        self.weights = self.set.weights
+        self.calls = []
+
+    def __call__(self, images, prompts):
+        total, parts = self.set(images, prompts)
+        self.calls.append((total, parts))
+        return total, parts
+
+
+@pytest.mark.parametrize("aggregation", ["sum", "advantage"])
+def test_trainer_turns_rewards_into_advantages_by_the_configured_aggregation(tmp_path, aggregation):
+    from fastvideo.grpo.advantage import group_advantages
+
+    rewards = _RecordingRewards(aggregation)
+    cfg = toy_config(tmp_path, rewards__aggregation=aggregation, grpo__adv_clip_max=2.5)
+    trainer = toy_trainer(cfg, rewards=rewards)
+    trainer.train_iteration()
+    (total, parts), g = rewards.calls[0], cfg.grpo.group_size
+    per_reward = 2.0 * group_advantages(parts["bright"], g, clip=2.5) + 0.5 * group_advantages(parts["jpeg"], g, clip=2.5)
+    of_total = group_advantages(total, g, clip=2.5)
+    assert not torch.allclose(per_reward, of_total)  # the two aggregations differ on these rewards
+    expected = per_reward if aggregation == "advantage" else of_total
+    torch.testing.assert_close(trainer.last_advantages, expected, rtol=0, atol=1e-6)

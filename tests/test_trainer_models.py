@@ -25,7 +25,7 @@ def _model_config(tmp_path, name, **overrides):
 
 
 def _trainer(cfg):
-    from fastvideo.trainer import GRPOTrainer
+    from fastvideo.training.trainer import GRPOTrainer
 
     return GRPOTrainer(cfg, DistEnv(), rewards=BrightnessRewards())
 

@@ -5,6 +5,7 @@ It exercises every model-agnostic code path (rollout, update, FSDP2, checkpoints
 
 from __future__ import annotations
 
+import copy
 import hashlib
 
 import torch
@@ -66,6 +67,14 @@ class ToyAdapter:
     def load_text_encoders(self):
         return None
 
+    def variant(self, *, transformer=None, **model_options):
+        """The contract's view with another denoiser; the toy has no model options (guidance, size)."""
+        if transformer is None:
+            return self
+        view = copy.copy(self)
+        view.transformer = transformer
+        return view
+
     def encode_prompts(self, prompts):
         return {"prompt_embeds": torch.stack([_prompt_embedding(p, 8) for p in prompts]).to(self.device)}
 
@@ -86,6 +95,8 @@ class ToyAdapter:
 
 class BrightnessRewards:
     """RewardSet-like callable: mean pixel value (total) and its breakdown."""
+
+    weights = {"brightness": 1.0}
 
     def __call__(self, images, prompts):
         r = images.float().flatten(1).mean(1).cpu()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from fastvideo.config import Config
@@ -9,10 +10,17 @@ from fastvideo.config import Config
 PROMPTS = ["a red fox", "a blue lake", "a green hill", "a yellow sun", "a white cloud", "a black cat"]
 
 
+def _write_atomically(path: Path, text: str) -> None:
+    """Write via a per-process temporary file and a rename, so a concurrent reader never sees a partial file."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def toy_config(tmp_path: Path, **overrides) -> Config:
     tmp_path.mkdir(parents=True, exist_ok=True)
     prompt_file = tmp_path / "prompts.txt"
-    prompt_file.write_text("\n".join(PROMPTS) + "\n")
+    _write_atomically(prompt_file, "\n".join(PROMPTS) + "\n")  # ranks of a torchrun test write it at once
     cfg = Config()
     cfg.output_dir = str(tmp_path / "run")
     cfg.data.prompt_file = str(prompt_file)
@@ -36,7 +44,7 @@ def toy_config(tmp_path: Path, **overrides) -> Config:
 
 def toy_trainer(cfg: Config, paradigm: str = "flow", env=None, rewards=None):
     from fastvideo.distributed import DistEnv
-    from fastvideo.trainer import GRPOTrainer
+    from fastvideo.training.trainer import GRPOTrainer
     from tests.toy_models import BrightnessRewards, ToyAdapter
 
     return GRPOTrainer(cfg, env or DistEnv(), adapter=ToyAdapter(paradigm), rewards=rewards or BrightnessRewards())

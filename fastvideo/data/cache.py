@@ -24,6 +24,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from fastvideo.errors import UserError
+
 INDEX_FILE = "index.json"
 EXTRAS_FILE = "extras.safetensors"
 PROMPT_INDEX_KEY = "__prompt_index__"
@@ -32,8 +34,12 @@ FORMAT_VERSION = 1
 DEFAULT_ROOT = "./data/rl_embeddings"
 
 
-class EmbeddingCacheNotFoundError(FileNotFoundError):
+class EmbeddingCacheNotFoundError(FileNotFoundError, UserError):
     """No complete cache for this model: the message names the preprocessing command."""
+
+
+class EmbeddingCacheMismatchError(ValueError, UserError):
+    """The cache found was written for another model: the message names the preprocessing command."""
 
 
 def shard_name(rank: int) -> str:
@@ -85,10 +91,13 @@ class EmbeddingCache:
     def __init__(self, dir_or_root: str | os.PathLike[str], model_cfg: Any,
                  prompt_file: str | os.PathLike[str] | None = None, in_memory: bool = True):
         self.directory = find_cache_dir(dir_or_root, model_cfg, prompt_file)
+        self._rebuild = preprocess_command(model_cfg, dir_or_root, prompt_file)
         self.index: dict[str, Any] = json.loads((self.directory / INDEX_FILE).read_text(encoding="utf-8"))
         cached_name = self.index["model"]["name"]
         if cached_name != model_cfg.name:
-            raise ValueError(f"cache {self.directory} holds '{cached_name}' embeddings, not '{model_cfg.name}'")
+            raise EmbeddingCacheMismatchError(
+                f"cache {self.directory} holds '{cached_name}' embeddings, not '{model_cfg.name}'; point "
+                f"data.embeddings_dir at the '{model_cfg.name}' cache or write one with:\n  {self._rebuild}")
         self.prompts: list[str] = list(self.index["prompts"])
         self.keys: tuple[str, ...] = tuple(self.index["embeddings"])
         self._shards: list[str] = sorted({entry["shard"] for entry in self.index["entries"]})
@@ -104,7 +113,8 @@ class EmbeddingCache:
 
         path = self.directory / name
         if not path.is_file():
-            raise EmbeddingCacheNotFoundError(f"cache {self.directory} is incomplete: {name} is missing")
+            raise EmbeddingCacheNotFoundError(f"cache {self.directory} is incomplete: {name} is missing. "
+                                              f"Write it again with:\n  {self._rebuild}")
         return safe_open(str(path), framework="pt")
 
     def _load_extras(self) -> dict[str, Tensor]:

@@ -2,10 +2,12 @@
 advantages and the clipped policy loss. See docs/ARCHITECTURE.md for the contracts."""
 
 from fastvideo.grpo.advantage import (
+    AGGREGATIONS,
     PerPromptStatTracker,
     aggregate_advantages,
     combine_rewards,
     group_advantages,
+    reward_advantages,
 )
 from fastvideo.grpo.loss import gaussian_kl, grpo_loss
 from fastvideo.grpo.schedule import (
@@ -28,6 +30,7 @@ from fastvideo.grpo.sde import (
 )
 
 __all__ = [
+    "AGGREGATIONS",
     "SDE_TYPES",
     "DDIMSchedule",
     "PerPromptStatTracker",
@@ -45,6 +48,7 @@ __all__ = [
     "num_train_steps",
     "pred_x0_ddim",
     "pred_x0_flow",
+    "reward_advantages",
     "sample_train_step_indices",
     "scaled_linear_alphas_cumprod",
     "standard_normal",

@@ -17,6 +17,8 @@ import torch
 from torch import Tensor
 
 ADVANTAGE_SCOPES = ("group", "global")
+AGGREGATIONS = ("sum", "advantage")
+"""How several rewards make one advantage: weighted sum of rewards, or of per-reward advantages."""
 
 
 def _normalise_rows(rows: Tensor, std_eps: float, unbiased: bool) -> Tensor:
@@ -183,3 +185,40 @@ def aggregate_advantages(
         name: group_advantages(values, group_size, **group_adv_kwargs) for name, values in rewards.items()
     }
     return combine_rewards(per_reward, weights)
+
+
+def reward_advantages(
+    total: Tensor,
+    breakdown: Mapping[str, Tensor],
+    group_size: int,
+    *,
+    aggregation: str = "sum",
+    weights: Mapping[str, float] | None = None,
+    tracker: PerPromptStatTracker | None = None,
+    prompts: Sequence[str] | None = None,
+    **group_adv_kwargs: Any,
+) -> Tensor:
+    """The one place rewards become GRPO advantages (the trainer's and ``RewardSet.advantages``).
+
+    - ``tracker`` (per-prompt stat tracking, Flow-GRPO): A = tracker.update(prompts, total), clamped
+      to [-clip, clip];
+    - ``aggregation="advantage"`` (MixGRPO): A = sum_k w_k * group_advantages(r_k), each clipped;
+    - ``aggregation="sum"``: A = group_advantages(total), total = sum_k w_k r_k.
+
+    ``total`` (N,) and ``breakdown`` {name: (N,)} are ordered group by group; ``weights`` {name: w_k}
+    are needed for the advantage aggregation only; ``group_adv_kwargs`` (clip, scope, std_eps,
+    unbiased) go to ``group_advantages``.
+    """
+    if aggregation not in AGGREGATIONS:
+        raise ValueError(f"unknown aggregation {aggregation!r}; expected one of {AGGREGATIONS}")
+    if tracker is not None:
+        if prompts is None:
+            raise ValueError("per-prompt stat tracking needs the prompts")
+        advantages = tracker.update(list(prompts), total)
+        clip = group_adv_kwargs.get("clip")
+        return advantages if clip is None else advantages.clamp(-clip, clip)
+    if aggregation == "advantage":
+        if weights is None:
+            raise ValueError("aggregation='advantage' needs the reward weights")
+        return aggregate_advantages(breakdown, weights, group_size, **group_adv_kwargs)
+    return group_advantages(total, group_size, **group_adv_kwargs)

@@ -35,6 +35,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+BLOCK_NOISE_SDE = "dance"
+"""The one SDE whose noise may be block-constant (its drift correction is derived for it)."""
+
+
+def block_noise_problem(noise_block: int, sde_type: str) -> str | None:
+    """Why ``noise_block`` cannot be used with ``sde_type`` (None when it can)."""
+    if noise_block > 1 and sde_type != BLOCK_NOISE_SDE:
+        return f"block noise (noise_block={noise_block}) needs the {BLOCK_NOISE_SDE!r} SDE, got {sde_type!r}"
+    return None
+
 
 def _identity(x: Tensor) -> Tensor:
     return x

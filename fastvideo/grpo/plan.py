@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from fastvideo.grpo.sampler import FlowSampler
 from fastvideo.grpo.window import SlidingWindow, compressed_tail
 
+ODE_SOLVERS = ("euler", "dpm2")
+"""``sampler.ode_solver``: first-order Euler or 2nd-order DPM-Solver++ on the ODE steps after the window."""
+
 
 @dataclass
 class StepPlan:

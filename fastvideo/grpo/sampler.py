@@ -8,10 +8,11 @@ is what GRPO training needs (each sample trains its own random subset of steps).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from fastvideo.grpo.block_noise import BlockNoise
+from fastvideo.grpo.block_noise import BlockNoise, block_noise_problem
 from fastvideo.grpo.dpm import dpm_solver_2m_step
 from fastvideo.grpo.schedule import ddim_schedule, flow_sigmas
 from fastvideo.grpo.sde import StepOutput, ddim_step, flow_step, pred_x0_ddim, pred_x0_flow
@@ -42,6 +43,16 @@ class FlowSampler:
     def build(cls, num_steps: int, shift: float, sde_type: str, eta: float,
               block_noise: BlockNoise | None = None) -> FlowSampler:
         return cls(flow_sigmas(num_steps, shift), sde_type, eta, block_noise)
+
+    @classmethod
+    def for_model(cls, model: Any, num_steps: int, *, shift: float = 3.0, sde_type: str = "dance",
+                  eta: float = 0.3, noise_block: int = 1) -> FlowSampler:
+        """The sampler of a rectified-flow model; block noise pools ``model.latent_grid()``."""
+        problem = block_noise_problem(noise_block, sde_type)
+        if problem:
+            raise ValueError(problem)
+        block = BlockNoise(noise_block, *model.latent_grid()) if noise_block > 1 else None
+        return cls.build(num_steps, shift, sde_type, eta, block)
 
     @property
     def num_steps(self) -> int:
@@ -89,6 +100,22 @@ class DDIMSampler:
         sched = ddim_schedule(alphas_cumprod, num_steps, final_alpha_cumprod=final_alpha_cumprod)
         return cls(sched.timesteps, sched.alpha_bar, sched.alpha_bar_prev, eta)
 
+    @classmethod
+    def for_model(cls, model: Any, num_steps: int, *, shift: float = 3.0, sde_type: str = "dance",
+                  eta: float = 0.3, noise_block: int = 1) -> DDIMSampler:
+        """The DDIM sampler of a diffusion model over its ``alphas_cumprod`` (``shift`` is unused).
+
+        Diffusion models have one SDE (DDIM with eta): ``sde_type`` must be 'dance' (the default)
+        or 'ode', and i.i.d. noise (``noise_block`` = 1)."""
+        name = type(model).__name__
+        if noise_block > 1:
+            raise ValueError(f"noise_block={noise_block} needs a rectified-flow model with the 'dance' SDE; "
+                             f"{name} samples with DDIM")
+        if sde_type not in ("dance", "ode"):
+            raise ValueError(f"sde_type={sde_type!r} is a rectified-flow SDE; diffusion models ({name}) "
+                             "sample with DDIM (its eta)")
+        return cls.build(model.alphas_cumprod, num_steps, eta, final_alpha_cumprod=model.final_alpha_cumprod)
+
     @property
     def num_steps(self) -> int:
         return self.timesteps.numel()
@@ -110,3 +137,21 @@ class DDIMSampler:
         """x0 prediction (x - sqrt(1 - abar) eps) / sqrt(abar)."""
         alpha_bar = self.alpha_bar[_as_index(step, sample.shape[0])].to(sample.device)
         return pred_x0_ddim(model_output, sample, alpha_bar)
+
+
+SAMPLERS_BY_PARADIGM = {"flow": FlowSampler, "diffusion": DDIMSampler}
+"""The sampler class of each paradigm (a model's ``paradigm`` attribute)."""
+
+
+def sampler_for(model: Any, num_steps: int, *, shift: float = 3.0, sde_type: str = "dance", eta: float = 0.3,
+                noise_block: int = 1) -> FlowSampler | DDIMSampler:
+    """The sampler of ``model``'s paradigm over ``num_steps`` steps (``cls.for_model``).
+
+    ``model`` is any adapter: it names its ``paradigm`` and carries what that sampler reads (a
+    diffusion model its ``alphas_cumprod`` / ``final_alpha_cumprod``; block noise ``latent_grid()``).
+    """
+    cls = SAMPLERS_BY_PARADIGM.get(getattr(model, "paradigm", None))
+    if cls is None:
+        raise ValueError(f"unknown paradigm {getattr(model, 'paradigm', None)!r} of {type(model).__name__}; "
+                         f"expected one of {sorted(SAMPLERS_BY_PARADIGM)}")
+    return cls.for_model(model, num_steps, shift=shift, sde_type=sde_type, eta=eta, noise_block=noise_block)

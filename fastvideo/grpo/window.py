@@ -8,8 +8,10 @@ use the ODE and are never trained. Strategies for the window start l at iteratio
 - ``frozen``: l = 0 (MixGRPO-Flash*).
 - ``random``: l uniform in [0, l_max], drawn from a generator seeded by (seed, k).
 
-l is a pure function of the iteration, so resuming at iteration k restores the window exactly;
-``state_dict`` records it for inspection and checks.
+l is a pure function of the iteration and the settings, so resuming at iteration k restores the window
+exactly. ``state_dict`` records the settings (it is checkpointed); ``load_state_dict`` refuses, with a
+``ValueError``, a checkpoint whose window would differ from this one's (another size, strategy, ...):
+continuing under another schedule would silently change which steps are trained.
 
 MixGRPO-Flash: the steps after the window are solved with fewer, larger steps (2nd-order
 DPM-Solver++): ``compressed_tail`` keeps ceil(ratio * n) of the n remaining sigmas.
@@ -18,6 +20,7 @@ DPM-Solver++): ``compressed_tail`` keeps ceil(ratio * n) of the n remaining sigm
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -57,8 +60,26 @@ class SlidingWindow:
         l0 = self.start(iteration)
         return list(range(l0, l0 + self.size))
 
-    def state_dict(self, iteration: int) -> dict:
-        return {"strategy": self.strategy, "start": self.start(iteration), "size": self.size}
+    def _schedule_fields(self) -> tuple[str, ...]:
+        """The settings that decide the window of every iteration under this strategy."""
+        extra = {"progressive": ("shift_every", "stride"), "random": ("seed",), "frozen": ()}[self.strategy]
+        return ("num_steps", "size", "strategy", *extra)
+
+    def state_dict(self) -> dict:
+        """The settings (plain values); the window of iteration k is ``start(k)``."""
+        return {"num_steps": self.num_steps, "size": self.size, "strategy": self.strategy,
+                "shift_every": self.shift_every, "stride": self.stride, "seed": self.seed}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        """Check a saved ``state_dict`` against this window's settings: ``ValueError`` when any setting
+        that decides the schedule differs (``seed`` counts for ``random`` only, ``shift_every`` and
+        ``stride`` for ``progressive`` only). Nothing is loaded: the settings come from the config."""
+        changed = [f"{name}: {state.get(name)!r} in the checkpoint, {getattr(self, name)!r} now"
+                   for name in self._schedule_fields() if state.get(name) != getattr(self, name)]
+        if changed:
+            raise ValueError("the checkpoint was trained with another sliding window (" + "; ".join(changed)
+                             + "); resume with the same sampler.window_* / sampler.num_steps / train.seed "
+                             "settings, or start a new run")
 
 
 def compressed_tail(sigmas: torch.Tensor, keep_until: int, ratio: float) -> torch.Tensor:

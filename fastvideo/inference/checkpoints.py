@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from fastvideo.errors import UserError
 from fastvideo.models.base import ModelAdapter, resolve_dtype
 
 logger = logging.getLogger("fastvideo")
@@ -35,6 +36,10 @@ WHICH = ("policy", "ema")
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
 _MODEL_WEIGHT_PATTERNS = ("diffusion_pytorch_model*.safetensors", "diffusion_pytorch_model*.bin",
                           "*.safetensors")
+
+
+class CheckpointNotFoundError(UserError, FileNotFoundError):
+    """A checkpoint, run directory or export a command was pointed at does not exist (or lacks a part)."""
 
 
 @dataclass(frozen=True)
@@ -73,15 +78,15 @@ def resolve_checkpoint(checkpoint: str | Path | None, which: str = "policy",
         return CheckpointSpec("base", None, which)
     path = Path(checkpoint)
     if not path.exists():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise CheckpointNotFoundError(f"checkpoint not found: {path}")
     if _is_run_dir(path):
         if (path / "export").is_dir():
             return _resolve_export(path / "export", which, subfolder, path / "config.yaml")
-        from fastvideo.checkpoint import list_checkpoints
+        from fastvideo.training.checkpoint import list_checkpoints
 
         found = list_checkpoints(path / "checkpoints")
         if not found:
-            raise FileNotFoundError(f"run {path} has neither export/ nor a complete checkpoint under checkpoints/")
+            raise CheckpointNotFoundError(f"run {path} has neither export/ nor a complete checkpoint under checkpoints/")
         return CheckpointSpec("dcp", found[-1], which, path / "config.yaml")
     if (path / "COMPLETE").is_file():
         run_config = path.parent.parent / "config.yaml"
@@ -92,7 +97,7 @@ def resolve_checkpoint(checkpoint: str | Path | None, which: str = "policy",
 def _resolve_export(path: Path, which: str, subfolder: str, run_config: Path | None) -> CheckpointSpec:
     if which == "ema" and "ema" not in path.parts[-2:]:  # not already <export>/ema or <export>/ema/<subfolder>
         if not (path / "ema").is_dir():
-            raise FileNotFoundError(f"{path} holds no EMA export ({path / 'ema'}); train with train.ema_decay > 0")
+            raise CheckpointNotFoundError(f"{path} holds no EMA export ({path / 'ema'}); train with train.ema_decay > 0")
         path = path / "ema"
     if (path / LORA_WEIGHTS).is_file():
         return CheckpointSpec("lora", path, which, run_config)
@@ -100,7 +105,7 @@ def _resolve_export(path: Path, which: str, subfolder: str, run_config: Path | N
         return CheckpointSpec("full", path / subfolder, which, run_config)
     if _is_model_dir(path):
         return CheckpointSpec("full", path, which, run_config)
-    raise FileNotFoundError(
+    raise CheckpointNotFoundError(
         f"{path} is not a checkpoint: expected a run directory (config.yaml + export/ or checkpoints/), "
         f"an export directory ({subfolder}/ or {LORA_WEIGHTS}), a diffusers model folder (config.json + "
         "weights) or a DCP checkpoint (iter-XXXXXX with COMPLETE)")
@@ -234,7 +239,7 @@ def _prepare_trainable(adapter: ModelAdapter, module: nn.Module, spec: Checkpoin
         module.requires_grad_(True)
         return
     if spec.run_config is None:
-        raise FileNotFoundError(f"{spec.path} is a LoRA checkpoint: its run's config.yaml (model.lora_rank, "
+        raise CheckpointNotFoundError(f"{spec.path} is a LoRA checkpoint: its run's config.yaml (model.lora_rank, "
                                 "lora_alpha, lora_targets) is needed, expected two levels up")
     from fastvideo.config import load_config
     from fastvideo.training.lora import add_lora

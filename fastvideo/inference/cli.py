@@ -19,6 +19,7 @@ from pathlib import Path
 from fastvideo.config import Config, ConfigError, load_config
 from fastvideo.inference.checkpoints import WHICH
 from fastvideo.inference.sampling import SAMPLERS
+from fastvideo.models.base import DTYPES
 
 PASSTHROUGH_SECTIONS = ("model.", "sampler.", "rewards.")
 
@@ -44,7 +45,7 @@ def base_parser(description: str) -> argparse.ArgumentParser:
                         help="ode (Euler / DDIM eta=0), dpm2 (flow only) or sde (sampler.sde_type, --eta)")
     parser.add_argument("--eta", type=float, default=None, help="SDE noise level (sampler sde; default: config's)")
     parser.add_argument("--batch_size", type=int, default=8, help="samples per model call, per rank")
-    parser.add_argument("--dtype", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+    parser.add_argument("--dtype", choices=DTYPES, default="auto",
                         help="denoiser weights (auto: bf16 on GPU, fp32 on CPU)")
     return parser
 

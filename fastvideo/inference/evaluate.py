@@ -13,8 +13,9 @@ path of a JSON/YAML file holding that object. Without ``--rewards`` the config's
 Outputs in ``--output_dir``: ``scores.rank<r>.jsonl`` (per-prompt records, appended as prompts are
 done: an interrupted evaluation resumes where it stopped, see ``fastvideo.inference.scoring``),
 ``eval_config.json``, ``results.json`` and ``results.md``: per reward mean ± std and a 95% confidence
-interval over prompts (``fastvideo.inference.stats``); for shapes-grammar prompts scored with
-``shapes_verifier``, the accuracy (all claims satisfied) overall and per skill.
+interval over prompts (``fastvideo.inference.stats``); with a verifier reward whose categories
+cover every prompt (``shapes_verifier`` on shapes-grammar prompts), the accuracy (all claims satisfied)
+overall and per category.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from fastvideo.inference.cli import (
     sampling_kwargs,
     split_which,
 )
-from fastvideo.inference.scoring import Evaluator, ScoreJob, shapes_skill
+from fastvideo.inference.scoring import Evaluator, ScoreJob
 from fastvideo.inference.stats import fmt, summarize
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -72,9 +73,16 @@ def reward_terms(names: list[str] | None, kwargs: dict[str, dict], config_terms)
     return terms
 
 
-def wants_shapes_accuracy(terms: list[RewardTermConfig], prompts: list[str]) -> bool:
-    """Record the verifier's correctness when shapes_verifier is scored on shapes-grammar prompts."""
-    return any(t.name == "shapes_verifier" for t in terms) and all(shapes_skill(p) for p in prompts)
+def accuracy_judge(terms: list[RewardTermConfig], prompts: list[str]) -> int | None:
+    """The first term whose reward is a verifier that puts every prompt in a category (e.g.
+    ``shapes_verifier`` on shapes-grammar prompts): its correctness is reported as the accuracy."""
+    from fastvideo.rewards import reward_class
+
+    for k, term in enumerate(terms):
+        cls = reward_class(term.name)
+        if cls.is_verifier and term.threshold is None and all(cls.prompt_category(p) for p in prompts):
+            return k
+    return None
 
 
 def per_skill(records: list[dict], reward_keys: list[str]) -> dict:
@@ -149,7 +157,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     entry = model_entries([checkpoint] if checkpoint else [], include_base=not checkpoint)[0]
     prompts = read_prompts(args)
     job = ScoreJob(prompts, args.samples_per_prompt, args.seed, sampling_kwargs(args, cfg),
-                   verify_shapes=wants_shapes_accuracy(terms, prompts))
+                   judge=accuracy_judge(terms, prompts))
     evaluator = Evaluator(cfg.model, terms, env, args.dtype)
     out_dir = Path(args.output_dir)
     records = evaluator.run(entry, job, out_dir, overwrite=args.overwrite)
@@ -162,4 +170,6 @@ def main(argv: list[str] | None = None) -> dict | None:
 
 
 if __name__ == "__main__":
-    main()
+    from fastvideo.errors import run_cli
+
+    run_cli(main)

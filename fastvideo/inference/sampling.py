@@ -23,7 +23,7 @@ from torch import Tensor
 
 from fastvideo.distributed import autocast
 from fastvideo.grpo.rollout import SampleIds, rollout, seeded_normal
-from fastvideo.grpo.sampler import DDIMSampler, FlowSampler
+from fastvideo.grpo.sampler import sampler_for
 from fastvideo.models.base import Cond, ModelAdapter, cat_cond, cond_to, select_cond
 
 SAMPLERS = ("ode", "dpm2", "sde")
@@ -49,40 +49,21 @@ class PromptEncodings:
 
 def build_inference_sampler(adapter: ModelAdapter, num_steps: int, shift: float = 3.0, *,
                             sde_type: str = "dance", eta: float = 0.3):
-    """FlowSampler (flow adapters) or DDIMSampler (diffusion adapters) over ``num_steps`` steps."""
-    if adapter.paradigm == "flow":
-        return FlowSampler.build(num_steps, shift, sde_type, eta)
-    if adapter.paradigm == "diffusion":
-        return DDIMSampler.build(adapter.alphas_cumprod, num_steps, eta,
-                                 final_alpha_cumprod=adapter.final_alpha_cumprod)
-    raise ValueError(f"unknown paradigm {adapter.paradigm!r} of adapter {type(adapter).__name__}")
+    """The adapter's paradigm's sampler (``fastvideo.grpo.sampler.sampler_for``) over ``num_steps`` steps."""
+    return sampler_for(adapter, num_steps, shift=shift, sde_type=sde_type, eta=eta)
 
 
-def _step_plan(sampler: str, num_steps: int, paradigm: str) -> tuple[set[int] | None, set[int] | None]:
-    """(stochastic_steps, dpm_steps) of the rollout for a sampler name."""
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; expected one of {SAMPLERS}")
-    if sampler == "sde":
+def step_plan(mode: str, sampler) -> tuple[set[int] | None, set[int] | None]:
+    """(stochastic_steps, dpm_steps) of the rollout for a sampling mode (``SAMPLERS``)."""
+    if mode not in SAMPLERS:
+        raise ValueError(f"unknown sampler {mode!r}; expected one of {SAMPLERS}")
+    if mode == "sde":
         return None, None
-    if sampler == "dpm2":
-        if paradigm != "flow":
+    if mode == "dpm2":
+        if not hasattr(sampler, "dpm2_step"):
             raise ValueError("sampler 'dpm2' is for flow models; use 'ode' (DDIM eta = 0) for diffusion models")
-        return set(), set(range(num_steps - 1))
+        return set(), set(range(sampler.num_steps - 1))
     return set(), None
-
-
-@contextmanager
-def model_overrides(adapter: ModelAdapter, **values) -> Iterator[None]:
-    """Temporarily set fields of ``adapter.model_cfg`` (height, width, guidance_scale); None = unchanged."""
-    cfg = adapter.model_cfg
-    saved = {key: getattr(cfg, key) for key, value in values.items() if value is not None}
-    try:
-        for key in saved:
-            setattr(cfg, key, values[key])
-        yield
-    finally:
-        for key, value in saved.items():
-            setattr(cfg, key, value)
 
 
 @contextmanager
@@ -94,6 +75,32 @@ def eval_mode(module: torch.nn.Module) -> Iterator[None]:
         yield
     finally:
         module.train(was_training)
+
+
+@torch.no_grad()
+def generate(adapter, cond: Cond, init: Tensor, sampler, *, mode: str = "ode", ids: SampleIds | None = None,
+             seed: int = 0, mixed_precision: str = "auto", batch_size: int = 0) -> Tensor:
+    """The one sampling loop: decoded samples of the initial latents ``init`` (B, *latent), row k
+    conditioned on row k of ``cond``; (B, 3, H, W) (videos (B, T, 3, H, W)) in [0, 1], fp32, CPU.
+
+    ``mode``: 'ode' (Euler / DDIM eta = 0), 'dpm2' (2nd-order DPM-Solver++, flow samplers) or 'sde'
+    (the training SDE, its noise drawn from ``seed`` and ``ids``: sample k's prompt/sample index;
+    default row k). ``batch_size`` samples per model call and per decode (0 = all at once). Used by the
+    trainer's validation, ``sample``, the shapes lab's evaluation and the I2V first frames.
+    """
+    count = init.shape[0]
+    ids = ids if ids is not None else SampleIds(torch.arange(count), torch.zeros(count, dtype=torch.long),
+                                                torch.arange(count))
+    stochastic, dpm = step_plan(mode, sampler)
+
+    def predict(x: Tensor, t: Tensor, rows: Tensor) -> Tensor:
+        with autocast(x.device, mixed_precision):
+            return adapter.predict(x, t.to(x.device), select_cond(cond, rows))
+
+    result = rollout(predict, sampler, init, ids, torch.zeros(count, 0, dtype=torch.long), seed=seed,
+                     iteration=0, batch_size=batch_size, stochastic_steps=stochastic, dpm_steps=dpm)
+    chunks = result.final_latents.split(batch_size if batch_size > 0 else max(count, 1))
+    return torch.cat([adapter.decode(chunk).float().clamp(0, 1).cpu() for chunk in chunks])
 
 
 @torch.no_grad()
@@ -115,28 +122,20 @@ def sample(adapter: ModelAdapter, prompts: Sequence[str], seeds: Sequence[int], 
     if not prompts:
         return torch.zeros(0, 3, height or adapter.model_cfg.height, width or adapter.model_cfg.width)
     encodings = encodings if encodings is not None else PromptEncodings(adapter, prompts)
-    solver = build_inference_sampler(adapter, num_steps, shift, sde_type=sde_type, eta=eta)
-    stochastic, dpm = _step_plan(sampler, num_steps, adapter.paradigm)
+    view = adapter.variant(height=height, width=width, guidance_scale=guidance_scale)
+    solver = build_inference_sampler(view, num_steps, shift, sde_type=sde_type, eta=eta)
     step = batch_size if batch_size > 0 else len(prompts)
     images = []
-    with model_overrides(adapter, height=height, width=width, guidance_scale=guidance_scale), \
-            eval_mode(adapter.transformer):
-        shape = adapter.latent_shape()
+    with eval_mode(view.transformer):
+        shape = view.latent_shape()
         for start in range(0, len(prompts), step):
             chunk_prompts, chunk_seeds = prompts[start:start + step], seeds[start:start + step]
-            cond = encodings.select(chunk_prompts)
-
-            def predict(x: Tensor, t: Tensor, rows: Tensor, cond: Cond = cond) -> Tensor:
-                with autocast(adapter.device, mixed_precision):
-                    return adapter.predict(x, t.to(x.device), select_cond(cond, rows))
-
             count = len(chunk_seeds)
             ids = SampleIds(torch.tensor(chunk_seeds, dtype=torch.long), torch.zeros(count, dtype=torch.long),
                             torch.arange(count))
-            init = seeded_normal(shape, chunk_seeds, adapter.device)
-            result = rollout(predict, solver, init, ids, torch.zeros(count, 0, dtype=torch.long), seed=0,
-                             iteration=0, stochastic_steps=stochastic, dpm_steps=dpm)
-            images.append(adapter.decode(result.final_latents).float().clamp(0, 1).cpu())
+            init = seeded_normal(shape, chunk_seeds, view.device)
+            images.append(generate(view, encodings.select(chunk_prompts), init, solver, mode=sampler, ids=ids,
+                                   mixed_precision=mixed_precision))
             if on_batch is not None:
                 on_batch(count)
     return torch.cat(images)

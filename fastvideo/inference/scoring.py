@@ -6,8 +6,8 @@ prompts and samples, identical for every model scored with the same ``seed`` (pa
 and independent of the batch size and the number of ranks.
 
 Resumability: every prompt's record is appended to ``<out>/scores.rank<r>.jsonl`` as soon as its
-batch is scored (one JSON line per prompt: index, prompt, seeds, rewards per sample, shapes skill /
-correctness); on restart, prompts already present in any ``scores*.jsonl`` are not sampled or scored
+batch is scored (one JSON line per prompt: index, prompt, seeds, rewards per sample, and a verifier
+reward's prompt category / correctness); on restart, prompts already present in any ``scores*.jsonl`` are not sampled or scored
 again. ``<out>/eval_config.json`` records what was scored; a restart with different settings is an
 error (``overwrite=True`` starts afresh).
 """
@@ -34,16 +34,6 @@ SCORES_GLOB = "scores*.jsonl"
 def prompt_seeds(seed: int, prompt_index: int, num_samples: int) -> list[int]:
     """The fixed noise seeds of a prompt's samples."""
     return [sample_seed(seed, 0, prompt_index, j, PURPOSE_INIT_NOISE) for j in range(num_samples)]
-
-
-def shapes_skill(text: str) -> str | None:
-    """The shapes-grammar skill of a prompt, or None when it is not a shapes prompt."""
-    from fastvideo.shapes.grammar import skill_of
-
-    try:
-        return skill_of(text)
-    except ValueError:
-        return None
 
 
 def read_records(out_dir: Path) -> dict[int, dict]:
@@ -100,8 +90,9 @@ class ScoreJob:
     samples_per_prompt: int
     seed: int
     sampling: dict
-    verify_shapes: bool = False
-    """Also record the shapes verifier's all-claims-correct flag (per-skill accuracy)."""
+    judge: int | None = None
+    """Index of the reward term whose verifier (``Reward.is_verifier``) records each sample's
+    all-claims-correct flag and each prompt's category (per-category accuracy); None: no accuracy."""
 
 
 def reward_labels(rewards) -> list[str]:
@@ -119,17 +110,14 @@ def score_chunk(adapter, rewards, job: ScoreJob, indices: Sequence[int]) -> list
     images = sample(adapter, texts, seeds, encodings=PromptEncodings(adapter, texts), **job.sampling)
     _, breakdown = rewards(images, texts)
     breakdown = dict(zip(reward_labels(rewards), breakdown.values()))
-    correct = None
-    if job.verify_shapes:
-        from fastvideo.shapes.verifier import verify_batch
-
-        correct = verify_batch(images, texts)[1]
+    judge = rewards.terms[job.judge].reward if job.judge is not None else None
+    correct = judge.correct_batch(images, texts) if judge is not None else None
     records = []
     for k, index in enumerate(indices):
         rows = slice(k * n, (k + 1) * n)
         record = {"index": index, "prompt": job.prompts[index], "seeds": seeds[rows],
                   "rewards": {key: values[rows].tolist() for key, values in breakdown.items()},
-                  "skill": shapes_skill(job.prompts[index])}
+                  "skill": judge.prompt_category(job.prompts[index]) if judge is not None else None}
         if correct is not None:
             record["correct"] = correct[rows].tolist()
         records.append(record)

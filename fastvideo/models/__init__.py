@@ -7,11 +7,8 @@ built from tiny random configs of the real classes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
-import torch
-
+# each adapter file registers itself ("flux", "sd", "hunyuan", "skyreels_i2v")
+from fastvideo.models import flux, hunyuan, sd, skyreels_i2v  # noqa: E402, F401
 from fastvideo.models.base import (
     Cond,
     ModelAdapter,
@@ -20,40 +17,7 @@ from fastvideo.models.base import (
     repeat_cond,
     select_cond,
 )
-
-AdapterFactory = Callable[[Any, torch.device], ModelAdapter]
-_REGISTRY: dict[str, AdapterFactory] = {}
-
-
-def register_adapter(name: str, factory: AdapterFactory) -> None:
-    """Register ``factory(model_cfg, device) -> ModelAdapter`` under ``name``."""
-    if name in _REGISTRY and _REGISTRY[name] != factory:
-        raise ValueError(f"a model adapter named {name!r} is already registered")
-    _REGISTRY[name] = factory
-
-
-def available_adapters() -> list[str]:
-    """Registered adapter names, sorted."""
-    return sorted(_REGISTRY)
-
-
-def build_adapter(model_cfg: Any, device: torch.device | str = "cpu") -> ModelAdapter:
-    """The adapter named ``model_cfg.name`` (nothing heavy is loaded until first use)."""
-    if model_cfg.name not in _REGISTRY:
-        raise ValueError(f"unknown model {model_cfg.name!r}; available: {', '.join(available_adapters())}")
-    return _REGISTRY[model_cfg.name](model_cfg, torch.device(device))
-
-
-def _register_builtin() -> None:
-    from fastvideo.models.flux import FluxAdapter
-    from fastvideo.models.sd import SDAdapter
-
-    register_adapter("flux", FluxAdapter.from_config)
-    register_adapter("sd", SDAdapter.from_config)
-    from fastvideo.models import skyreels_i2v  # noqa: F401  (registers "hunyuan" and "skyreels_i2v")
-
-
-_register_builtin()
+from fastvideo.models.registry import available_adapters, build_adapter, register_adapter  # noqa: E402
 
 __all__ = [
     "Cond",

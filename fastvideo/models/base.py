@@ -14,6 +14,7 @@ and ``repeat_cond`` index, concatenate and repeat such dicts row-wise.
 from __future__ import annotations
 
 import abc
+import copy
 import gc
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -23,12 +24,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from fastvideo.errors import UserError
+
 Cond = dict[str, Tensor]
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPES = ("auto", *_DTYPES)
+"""Names ``resolve_dtype`` accepts (``model.dtype``, the inference ``--dtype`` flag)."""
 
 
-class ModelNotFoundError(FileNotFoundError):
+class ModelNotFoundError(FileNotFoundError, UserError):
     """A local model directory, or a file/subfolder inside it, is missing."""
 
 
@@ -112,7 +117,7 @@ def check_model_dir(path: str | os.PathLike[str] | None, required: RequiredFiles
 
     ``command`` is the download command the message tells the user to run.
     """
-    hint = f"Download the model with:\n  {command}"
+    hint = f"Download the model with:\n  {command}\nor point model.path (--model.path) at an existing copy."
     if path is None:
         raise ModelNotFoundError(f"model.path is not set (and model.tiny is false). {hint}")
     root = Path(path)
@@ -272,6 +277,29 @@ class ModelAdapter(abc.ABC):
         """Replace the denoiser (e.g. by its FSDP/PEFT-wrapped version)."""
         self._transformer = module
         self._on_transformer_loaded(unwrap_module(module))
+
+    def variant(self, *, transformer: nn.Module | None = None, **model_options: Any) -> ModelAdapter:
+        """A view of this adapter with another denoiser and/or other ``model_cfg`` values; this one is unchanged.
+
+        ``transformer``: the module ``predict`` calls (e.g. the frozen reference policy of the KL term);
+        ``model_options``: ``model_cfg`` fields such as ``guidance_scale`` (CFG-free rollouts), ``height``,
+        ``width``; None keeps this adapter's value. The view shares every loaded component (and loads
+        new ones into the shared cache). Without any change it is this adapter itself.
+        """
+        options = {key: value for key, value in model_options.items() if value is not None}
+        unknown = [key for key in options if not hasattr(self.model_cfg, key)]
+        if unknown:
+            raise AttributeError(f"{type(self).__name__}.model_cfg has no field(s) {unknown}")
+        if transformer is None and not options:
+            return self
+        policy = self.transformer  # loaded before the copy, so that the view and this adapter share it
+        view = copy.copy(self)
+        if options:
+            view.model_cfg = copy.copy(self.model_cfg)
+            for key, value in options.items():
+                setattr(view.model_cfg, key, value)
+        view._transformer = transformer if transformer is not None else policy
+        return view
 
     def _on_transformer_loaded(self, module: nn.Module) -> None:
         """Hook: read what predict needs from the denoiser's config (before any wrapping)."""

@@ -30,6 +30,7 @@ from fastvideo.models.base import (
     tiny_source,
     unwrap_module,
 )
+from fastvideo.models.registry import register_adapter
 
 FLUX_REPO_ID = "black-forest-labs/FLUX.1-dev"
 FLUX_DEFAULT_DIR = "./data/flux"
@@ -178,3 +179,6 @@ class FluxAdapter(ModelAdapter):
         """The 19 double-stream then 38 single-stream blocks (FLUX.1)."""
         module = unwrap_module(self.transformer)
         return list(module.transformer_blocks) + list(module.single_transformer_blocks)
+
+
+register_adapter("flux", FluxAdapter.from_config)

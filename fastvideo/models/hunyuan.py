@@ -41,6 +41,7 @@ from fastvideo.models.base import (
     download_command,
     unwrap_module,
 )
+from fastvideo.models.registry import register_adapter
 
 logger = logging.getLogger("fastvideo")
 
@@ -284,3 +285,6 @@ class HunyuanAdapter(ModelAdapter):
         """The double-stream then single-stream blocks (HunyuanVideo: 20 + 40)."""
         module = unwrap_module(self.transformer)
         return list(module.transformer_blocks) + list(module.single_transformer_blocks)
+
+
+register_adapter("hunyuan", HunyuanAdapter.from_config)

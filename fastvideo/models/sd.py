@@ -29,6 +29,7 @@ from fastvideo.models.base import (
     tiny_source,
     unwrap_module,
 )
+from fastvideo.models.registry import register_adapter
 
 SD_REPO_ID = "CompVis/stable-diffusion-v1-4"
 SD_DEFAULT_DIR = "./data/stable-diffusion-v1-4"
@@ -157,3 +158,6 @@ class SDAdapter(ModelAdapter):
         unet = unwrap_module(self.transformer)
         blocks = list(unet.down_blocks) + ([unet.mid_block] if unet.mid_block is not None else [])
         return blocks + list(unet.up_blocks)
+
+
+register_adapter("sd", SDAdapter.from_config)

@@ -37,8 +37,9 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from fastvideo.models.base import ComponentSource, Cond, ModelAdapter, select_cond
+from fastvideo.models.base import ComponentSource, Cond, ModelAdapter
 from fastvideo.models.hunyuan import HUNYUAN_DEFAULT_DIR, HUNYUAN_REPO_ID, TEXT_KEYS, HunyuanAdapter
+from fastvideo.models.registry import register_adapter
 
 SKYREELS_REPO_ID = "Skywork/SkyReels-V1-Hunyuan-I2V"
 SKYREELS_DEFAULT_DIR = "./data/SkyReels-V1-Hunyuan-I2V"
@@ -131,22 +132,15 @@ def first_frames_from_t2i(t2i_adapter: ModelAdapter, prompts: list[str], seeds: 
     Initial noise of prompt i is drawn from ``seeds[i]``; flow adapters use ``num_steps`` Euler steps
     with time shift ``shift``, diffusion adapters DDIM with eta = 0. Returns (B, 3, H, W) in [0, 1].
     """
-    from fastvideo.grpo.rollout import make_sample_ids, rollout, seeded_normal
-    from fastvideo.grpo.sampler import DDIMSampler, FlowSampler
+    from fastvideo.grpo.rollout import seeded_normal
+    from fastvideo.grpo.sampler import sampler_for
+    from fastvideo.inference.sampling import generate
 
     if len(seeds) != len(prompts):
         raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
-    if t2i_adapter.paradigm == "flow":
-        sampler = FlowSampler.build(num_steps, shift, "ode", 0.0)
-    else:
-        sampler = DDIMSampler.build(t2i_adapter.alphas_cumprod, num_steps, 0.0,
-                                    final_alpha_cumprod=t2i_adapter.final_alpha_cumprod)
-    cond = t2i_adapter.encode_prompts(list(prompts))
-    ids = make_sample_ids(range(len(prompts)), 1)
+    sampler = sampler_for(t2i_adapter, num_steps, shift=shift, sde_type="ode", eta=0.0)
     init = seeded_normal(t2i_adapter.latent_shape(), list(seeds), t2i_adapter.device)
-    result = rollout(lambda x, t, rows: t2i_adapter.predict(x, t, select_cond(cond, rows)), sampler, init, ids,
-                     torch.zeros(len(prompts), 0, dtype=torch.long), seed=0, iteration=0, stochastic_steps=set())
-    images = t2i_adapter.decode(result.final_latents).float()
+    images = generate(t2i_adapter, t2i_adapter.encode_prompts(list(prompts)), init, sampler, mixed_precision="fp32")
     return images[:, 0] if images.ndim == 5 else images
 
 
@@ -244,12 +238,4 @@ class SkyReelsI2VAdapter(HunyuanAdapter):
         return self.guided_call(x, timestep, cond, EMBEDDED_GUIDANCE, self.cfg_scale)
 
 
-def _register() -> None:
-    """Register both video adapters (this module is imported by ``fastvideo.models._register_builtin``)."""
-    from fastvideo.models import register_adapter
-
-    register_adapter("hunyuan", HunyuanAdapter.from_config)
-    register_adapter("skyreels_i2v", SkyReelsI2VAdapter.from_config)
-
-
-_register()
+register_adapter("skyreels_i2v", SkyReelsI2VAdapter.from_config)

@@ -1,8 +1,8 @@
 """The reward zoo: one small class per reward behind ``Reward`` (base.py), a registry and ``RewardSet``.
 
-Registered rewards: brightness, jpeg_compressibility, jpeg_incompressibility, shapes_verifier,
-shapes_motion_verifier (videos), hps (HPS-v2.1), pickscore, clip_score, image_reward, videoalign.
-Importing this package never imports open_clip or transformers; each model-based reward imports them
+Registered rewards: brightness, jpeg_compressibility, jpeg_incompressibility, hps (HPS-v2.1), pickscore, clip_score, image_reward, videoalign.
+Plugins add more by name (``fastvideo.plugins``): the shapes lab's shapes_verifier and
+shapes_motion_verifier (videos). Importing this package never imports open_clip or transformers; each model-based reward imports them
 in its constructor.
 See fastvideo/rewards/README.md for the weights each reward needs and where they go.
 """
@@ -12,7 +12,6 @@ from fastvideo.rewards import (  # noqa: F401  (registers rewards)
     hps,
     image_reward,
     rule_based,
-    shapes_motion,
     videoalign,
 )
 from fastvideo.rewards.base import (
@@ -24,6 +23,7 @@ from fastvideo.rewards.base import (
     build_reward,
     register_reward,
     resolve_device,
+    reward_class,
 )
 from fastvideo.rewards.reward_set import RewardSet, RewardTerm
 
@@ -38,4 +38,5 @@ __all__ = [
     "build_reward",
     "register_reward",
     "resolve_device",
+    "reward_class",
 ]

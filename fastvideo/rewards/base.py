@@ -21,10 +21,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from fastvideo.errors import UserError
+
 INPUT_KINDS = ("image", "video")
 
 
-class RewardWeightsError(RuntimeError):
+class RewardWeightsError(RuntimeError, UserError):
     """A reward's weight file is missing or is not what the reward expects."""
 
 
@@ -112,6 +114,18 @@ class Reward(abc.ABC):
     def score_batch(self, images: Tensor, prompts: list[str]) -> Tensor:
         """Score one chunk already on ``self.device``: images (b, 3, H, W) or (b, T, 3, H, W) -> (b,)."""
 
+    is_verifier: bool = False
+    """A verifier knows, per sample, whether every claim of its prompt holds (``correct_batch``)."""
+
+    @classmethod
+    def prompt_category(cls, text: str) -> str | None:
+        """The category of a prompt in per-category reports (a verifier's skill); None: none."""
+        return None
+
+    def correct_batch(self, images: Tensor, prompts: list[str]) -> Tensor:
+        """(B,) 0/1: every claim of the prompt holds (verifiers only, ``is_verifier``)."""
+        raise NotImplementedError(f"{type(self).__name__} is not a verifier")
+
     def __call__(self, images: Tensor, prompts: list[str]) -> Tensor:
         prompts = list(prompts)
         _check_inputs(images, prompts, self.input_kind)
@@ -174,12 +188,22 @@ def register_reward(name: str) -> Callable[[type[Reward]], type[Reward]]:
 
 
 def available_rewards() -> list[str]:
-    """The registered reward names, sorted."""
+    """The registered reward names (plugins included), sorted."""
+    from fastvideo.plugins import load_plugins
+
+    load_plugins()
     return sorted(_REGISTRY)
 
 
 def build_reward(name: str, **kwargs: Any) -> Reward:
     """Instantiate the reward registered as ``name`` with ``kwargs``."""
+    return reward_class(name)(**kwargs)
+
+
+def reward_class(name: str) -> type[Reward]:
+    """The class registered as ``name``, importing the plugins (``fastvideo.plugins``) on a miss."""
     if name not in _REGISTRY:
-        raise ValueError(f"unknown reward {name!r}; available rewards: {', '.join(available_rewards())}")
-    return _REGISTRY[name](**kwargs)
+        available = available_rewards()  # loads the plugins
+        if name not in _REGISTRY:
+            raise ValueError(f"unknown reward {name!r}; available rewards: {', '.join(available)}")
+    return _REGISTRY[name]

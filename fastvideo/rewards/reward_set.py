@@ -16,10 +16,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from fastvideo.grpo.advantage import aggregate_advantages, combine_rewards, group_advantages
+from fastvideo.grpo.advantage import AGGREGATIONS, combine_rewards, group_advantages, reward_advantages
 from fastvideo.rewards.base import Reward, ThresholdReward, build_reward
 
-AGGREGATIONS = ("sum", "advantage")
+NAN_POLICIES = ("skip", "error")
+"""``rewards.nan_policy``: what the trainer does with a non-finite reward (skip the update, or raise)."""
 
 
 @dataclass
@@ -89,9 +90,8 @@ class RewardSet:
         ``group_adv_kwargs`` go to ``group_advantages`` (std_eps, clip, scope, unbiased).
         """
         if isinstance(rewards, Mapping):
-            if self.aggregation == "advantage":
-                return aggregate_advantages(rewards, self.weights, group_size, **group_adv_kwargs)
-            return group_advantages(combine_rewards(rewards, self.weights), group_size, **group_adv_kwargs)
+            return reward_advantages(combine_rewards(rewards, self.weights), rewards, group_size,
+                                     aggregation=self.aggregation, weights=self.weights, **group_adv_kwargs)
         total = torch.as_tensor(rewards).float()
         if self.aggregation == "advantage":
             if len(self.terms) > 1:

@@ -1,4 +1,4 @@
-"""Cheap rewards without weights: brightness, JPEG (in)compressibility and the shapes verifier."""
+"""Cheap rewards without weights: brightness and JPEG (in)compressibility."""
 
 from __future__ import annotations
 
@@ -71,31 +71,3 @@ class JpegIncompressibilityReward(_JpegSizeReward):
     """r = +(JPEG size in kB at quality 95): detailed, noisy images score higher."""
 
     sign = 1.0
-
-
-@register_reward("shapes_verifier")
-class ShapesVerifierReward(Reward):
-    """Rule-based compositional reward of the shapes world (``fastvideo.shapes.verifier``).
-
-    ``mode="score"``: the fraction of the prompt's claims the image satisfies, in [0, 1];
-    ``mode="binary"``: 1 if every claim holds else 0. Runs on the CPU whatever ``device`` says.
-    """
-
-    input_kind = "image"
-    modes = ("score", "binary")
-
-    def __init__(
-        self, mode: str = "score", device: str | torch.device | None = "cpu", batch_size: int = 256
-    ) -> None:
-        if mode not in self.modes:
-            raise ValueError(f"unknown shapes_verifier mode {mode!r}; expected one of {self.modes}")
-        super().__init__(device="cpu", batch_size=batch_size)
-        from fastvideo.shapes.verifier import verify_batch
-
-        self.mode = mode
-        self._verify_batch = verify_batch
-
-    def score_batch(self, images: Tensor, prompts: list[str]) -> Tensor:
-        scores, correct = self._verify_batch(images, prompts)
-        chosen = scores if self.mode == "score" else correct
-        return torch.as_tensor(chosen).float().reshape(-1)

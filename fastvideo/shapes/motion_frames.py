@@ -10,7 +10,7 @@ final evaluations. Nothing is written to disk.
     adapter.set_first_frame_source(MotionFirstFrames(size=32))      # or use_motion_first_frames(adapter)
 
 Frames are rendered square at ``size`` (>= 32) and the adapter fits them to model.height x width.
-(``fastvideo.pretrain.video_i2v.evaluate_i2v`` seeds its first frames by draw index instead, rng
+(``fastvideo.shapes.pretrain.video_i2v.evaluate_i2v`` seeds its first frames by draw index instead, rng
 ``[seed, index]``; GRPO rollouts only know the prompt, hence a per-prompt seed here. The held-out
 prompts are the same, the first frames and noise are not, so its numbers are close, not identical.)
 """

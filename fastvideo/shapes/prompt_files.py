@@ -5,7 +5,7 @@
 writes ``train.txt`` (the GRPO training prompts, ``data.prompt_file`` of configs/shapes/*.yaml, or of
 configs/shapes_video/*.yaml for ``--world motion``) and ``heldout.txt`` (every held-out prompt, for
 reference; the evaluation draws skill-balanced prompts from the same split in code, see
-``fastvideo.shapes.evaluate``). One prompt per line, in the grammar's order. Default directories:
+``fastvideo.shapes.policy_eval``). One prompt per line, in the grammar's order. Default directories:
 assets/shapes/prompts (image grammar, ``grammar.prompt_splits``) and assets/shapes_video/prompts
 (motion grammar, ``motion.motion_prompt_splits``). The shipped files are checked by the tests.
 """
@@ -59,4 +59,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from fastvideo.errors import run_cli
+
+    run_cli(main)

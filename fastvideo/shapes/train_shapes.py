@@ -22,7 +22,7 @@ animated ``before_after.gif``), ``eval_<policy>.jsonl`` (per-sample verdicts) an
 Evaluation flags (everything else is a config override, see ``python -m fastvideo.train --help``):
 ``--eval.num_prompts`` (image 400, motion 200), ``--eval.seed`` (1234), ``--eval.batch_size`` (100),
 ``--eval.grid_per_skill`` (image 2, motion 4), ``--eval.world`` (auto). Ranks share the evaluation
-(see ``fastvideo.shapes.evaluate``); rank 0 writes the files. On resume the base evaluation is read back from ``eval_base.json`` (it must
+(see ``fastvideo.shapes.policy_eval``); rank 0 writes the files. On resume the base evaluation is read back from ``eval_base.json`` (it must
 describe the weights before training, which are gone once a checkpoint is loaded).
 """
 
@@ -48,7 +48,7 @@ BASE_GRID_CACHE = "eval_base_grid.pt"
 def split_eval_args(argv: list[str]):
     """Separate ``--eval.<field> value`` flags (EvalSettings) from the trainer's arguments."""
     from fastvideo.config import split_overrides
-    from fastvideo.shapes.evaluate import EvalSettings
+    from fastvideo.shapes.policy_eval import EvalSettings
     from fastvideo.shapes.worlds import get_world
 
     settings, rest, index = EvalSettings(), [], 0
@@ -88,7 +88,7 @@ def _json_safe(value):
 
 def evaluate(trainer, settings, name: str, *, use_ema: bool = False, world=None):
     """Evaluate the trainer's current policy (or its EMA weights) on the held-out prompts."""
-    from fastvideo.shapes.evaluate import evaluate_policy
+    from fastvideo.shapes.policy_eval import evaluate_policy
 
     if use_ema:
         trainer.ema.swap(trainer.model)
@@ -105,7 +105,7 @@ def base_evaluation(trainer, settings, world=None):
     """The base policy's evaluation: computed before any update, or read back on resume."""
     import torch
 
-    from fastvideo.shapes.evaluate import EvalResult, world_of
+    from fastvideo.shapes.policy_eval import EvalResult, world_of
 
     world = world or world_of(settings, getattr(trainer, "adapter", None))
     run_dir, cache = trainer.run_dir, trainer.run_dir / BASE_CACHE
@@ -120,13 +120,13 @@ def base_evaluation(trainer, settings, world=None):
         logger.warning("resumed at iteration %d without a matching %s: no base evaluation", trainer.iteration,
                        cache)
         return None
-    return EvalResult(saved["records"], torch.load(run_dir / BASE_GRID_CACHE), world.skills)
+    return EvalResult(saved["records"], torch.load(run_dir / BASE_GRID_CACHE, weights_only=True), world.skills)
 
 
 def write_artefacts(trainer, results: dict, settings, seconds: dict, world=None) -> dict:
     """summary.json, eval_*.jsonl, before_after.png (+ .gif for videos) and the curves (rank 0)."""
     from fastvideo.plots import plot_training_curves
-    from fastvideo.shapes.evaluate import (
+    from fastvideo.shapes.policy_eval import (
         build_summary,
         eval_prompts,
         format_comparison,
@@ -162,8 +162,8 @@ def write_artefacts(trainer, results: dict, settings, seconds: dict, world=None)
 def prepare_world(trainer, settings):
     """(world, settings with its defaults) for the trainer's adapter; a motion world's image-to-video
     adapter gets the rendered ground-truth first frames unless a first-frame file is configured."""
-    from fastvideo.shapes.evaluate import world_of
     from fastvideo.shapes.motion_frames import use_motion_first_frames
+    from fastvideo.shapes.policy_eval import world_of
 
     world = world_of(settings, trainer.adapter)
     if world.name == "motion" and use_motion_first_frames(trainer.adapter):
@@ -173,7 +173,7 @@ def prepare_world(trainer, settings):
 
 def run(cfg, settings, env) -> dict | None:
     """Base evaluation, GRPO training, final evaluation(s), artefacts. Returns the summary on rank 0."""
-    from fastvideo.trainer import GRPOTrainer
+    from fastvideo.training.trainer import GRPOTrainer
 
     started = time.perf_counter()
     trainer = GRPOTrainer(cfg, env)
@@ -195,17 +195,13 @@ def run(cfg, settings, env) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> dict | None:
-    from fastvideo.config import ConfigError, parse_args
+    from fastvideo.config import parse_args
 
     args = list(sys.argv[1:] if argv is None else argv)
     if "--help" in args or "-h" in args:
         print(__doc__)
-    try:
-        settings, rest = split_eval_args(args)
-        cfg = parse_args(rest)
-    except ConfigError as err:
-        print(f"config error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+    settings, rest = split_eval_args(args)
+    cfg = parse_args(rest)  # a ConfigError is a UserError: run_cli prints it
     from fastvideo.distributed import destroy_distributed, init_distributed
 
     env = init_distributed()
@@ -218,4 +214,6 @@ def main(argv: list[str] | None = None) -> dict | None:
 
 
 if __name__ == "__main__":
-    main()
+    from fastvideo.errors import run_cli
+
+    run_cli(main)

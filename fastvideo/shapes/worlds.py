@@ -1,12 +1,12 @@
 """The worlds of the shapes GRPO runner: what its held-out evaluation draws, verifies and shows.
 
-One evaluation loop (``fastvideo.shapes.evaluate``), two small worlds:
+One evaluation loop (``fastvideo.shapes.policy_eval``), two small worlds:
 
 - ``image`` (text-to-image adapters): ``num_prompts`` skill-balanced draws from the grammar's held-out
-  split (``fastvideo.pretrain.evaluate.heldout_prompts``, the image model card's evaluation), checked
+  split (``fastvideo.shapes.pretrain.base_eval.heldout_prompts``, the image model card's evaluation), checked
   by ``verifier.verify``; the before/after figure is an image grid (rows policies, columns prompts).
 - ``motion`` (video adapters, ``model.num_frames > 1``): ``sample_motion_prompts(num,
-  default_rng(seed), split="heldout")``, the very draws of ``fastvideo.pretrain.video.evaluate_video``
+  default_rng(seed), split="heldout")``, the very draws of ``fastvideo.shapes.pretrain.video.evaluate_video``
   (same default ``num`` = 200 and seed, so the prompts are those of the video model card), checked by
   ``motion_verifier.verify_video``; the before/after figure is a PNG strip (rows policies, columns
   prompts, every cell the first / middle / last frame side by side) plus the same table animated as a
@@ -47,7 +47,7 @@ class ImageWorld:
 
     def prompts(self, num: int, seed: int) -> list[tuple[str, str]]:
         """``num`` skill-balanced (text, skill) draws from the held-out split."""
-        from fastvideo.pretrain.evaluate import heldout_prompts
+        from fastvideo.shapes.heldout import heldout_prompts
 
         return heldout_prompts(num, seed)
 
@@ -79,7 +79,7 @@ class MotionWorld(ImageWorld):
     default_num_prompts = 200
     default_grid_per_skill = 4
     eval_info = {"prompt_draws": "sample_motion_prompts(num_prompts, default_rng(seed), split='heldout'), "
-                                 "as fastvideo.pretrain.video.evaluate_video",
+                                 "as fastvideo.shapes.pretrain.video.evaluate_video",
                  "verifier": "fastvideo.shapes.motion_verifier.verify_video"}
 
     def prompts(self, num: int, seed: int) -> list[tuple[str, str]]:

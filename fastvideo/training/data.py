@@ -5,6 +5,14 @@ from __future__ import annotations
 import torch
 
 from fastvideo.config import Config
+from fastvideo.errors import UserError
+
+
+class ValidationPromptsError(UserError, KeyError):
+    """data.validation_prompts names prompts the embedding cache does not hold."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
 
 
 class PromptSource:
@@ -21,7 +29,7 @@ class PromptSource:
         if cfg.data.embeddings_dir:
             from fastvideo.data.cache import EmbeddingCache
 
-            self.cache = EmbeddingCache(cfg.data.embeddings_dir, cfg.model)
+            self.cache = EmbeddingCache(cfg.data.embeddings_dir, cfg.model, cfg.data.prompt_file)
             self.prompts = list(self.cache.prompts)
             if hasattr(adapter, "load_cache_extras"):
                 adapter.load_cache_extras(self.cache.extras)  # e.g. SD's empty-prompt embedding for CFG
@@ -50,7 +58,7 @@ class PromptSource:
         lookup = {p: i for i, p in enumerate(self.prompts)}
         missing = [t for t in texts if t not in lookup]
         if missing:
-            raise KeyError(f"validation prompts not in the embedding cache: {missing[:3]} — add them to the "
+            raise ValidationPromptsError(f"validation prompts not in the embedding cache: {missing[:3]} — add them to the "
                            "prompt file before preprocessing, or leave data.validation_prompts empty")
         return self.conditioning([lookup[t] for t in texts])
 

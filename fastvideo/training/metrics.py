@@ -1,4 +1,9 @@
-"""Run logging: a metrics JSONL always, Weights & Biases when configured, image grids as PNG."""
+"""Run logging: a metrics JSONL always, Weights & Biases and TensorBoard when configured, image grids as PNG.
+
+TensorBoard event files (``logging.tensorboard: true``) go to ``<run>/tensorboard/``, beside
+``metrics.jsonl``: every numeric metric as a scalar at its iteration, validation grids as images.
+View them with ``tensorboard --logdir <run>/tensorboard``.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from fastvideo.errors import UserError
+
+TENSORBOARD_DIR = "tensorboard"
+"""Subdirectory of the run directory holding the TensorBoard event files."""
+
 logger = logging.getLogger("fastvideo")
 
 
@@ -24,16 +34,33 @@ def _to_python(value):
     return value
 
 
+def _scalar(value) -> float | None:
+    """A JSON-ready metric value as a TensorBoard scalar (non-finite strings back to floats); None if not one."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str) and value in ("nan", "inf", "-inf"):
+        return float(value)
+    return None
+
+
+class MissingDependencyError(ImportError, UserError):
+    """An optional logger was switched on but its package is not installed (the message names the extra)."""
+
+
 class MetricsLogger:
-    """Appends one JSON object per logged iteration to ``<run>/metrics.jsonl`` (rank 0 only)."""
+    """Appends one JSON object per logged iteration to ``<run>/metrics.jsonl`` (rank 0 only); mirrors the
+    numeric values to Weights & Biases (``use_wandb``) and TensorBoard (``use_tensorboard``)."""
 
     def __init__(self, run_dir: str | Path, *, enabled: bool, use_wandb: bool = False,
-                 wandb_project: str = "dancegrpo", config: dict | None = None):
+                 wandb_project: str = "dancegrpo", config: dict | None = None, use_tensorboard: bool = False):
         self.enabled = enabled
         self.path = Path(run_dir) / "metrics.jsonl"
         self.wandb = None
+        self.tensorboard = None
         if enabled and use_wandb:
             self.wandb = _init_wandb(run_dir, wandb_project, config)
+        if enabled and use_tensorboard:
+            self.tensorboard = _init_tensorboard(Path(run_dir) / TENSORBOARD_DIR)
 
     def log(self, step: int, metrics: dict) -> None:
         if not self.enabled:
@@ -43,12 +70,23 @@ class MetricsLogger:
             f.write(json.dumps(record) + "\n")
         if self.wandb is not None:
             self.wandb.log({k: v for k, v in record.items() if isinstance(v, (int, float))}, step=step)
+        if self.tensorboard is not None:
+            for key, value in record.items():
+                scalar = _scalar(value)
+                if key != "iteration" and scalar is not None:
+                    self.tensorboard.add_scalar(key, scalar, global_step=step)
+            self.tensorboard.flush()
 
     def log_image(self, step: int, key: str, path: str | Path) -> None:
         if self.enabled and self.wandb is not None:
             import wandb
 
             self.wandb.log({key: wandb.Image(str(path))}, step=step)
+        if self.enabled and self.tensorboard is not None:
+            with Image.open(path) as image:  # a GIF contributes its first frame
+                pixels = np.asarray(image.convert("RGB"))
+            self.tensorboard.add_image(key, pixels, global_step=step, dataformats="HWC")
+            self.tensorboard.flush()
 
     def truncate_after(self, step: int) -> None:
         """On resume, drop records logged after the checkpoint (they will be logged again)."""
@@ -60,17 +98,30 @@ class MetricsLogger:
     def close(self) -> None:
         if self.wandb is not None:
             self.wandb.finish()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+            self.tensorboard = None
 
 
 def _init_wandb(run_dir, project, config):
     try:
         import wandb
     except ImportError as err:
-        raise ImportError("logging.wandb=true needs wandb: pip install -e .[log]") from err
+        raise MissingDependencyError("logging.wandb=true needs wandb: pip install -e .[log]") from err
     if not os.environ.get("WANDB_API_KEY") and os.environ.get("WANDB_MODE") is None:
         os.environ["WANDB_MODE"] = "offline"
         logger.info("no WANDB_API_KEY: wandb runs offline (sync later with `wandb sync`)")
     return wandb.init(project=project, dir=str(run_dir), config=config)
+
+
+def _init_tensorboard(log_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as err:
+        raise MissingDependencyError(
+            f"logging.tensorboard=true needs tensorboard ({err}): pip install -e .[log] "
+            "(or pip install tensorboard), or set logging.tensorboard false") from err
+    return SummaryWriter(log_dir=str(log_dir))
 
 
 def video_frames_grid(videos: torch.Tensor, max_frames: int = 8) -> torch.Tensor:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Mapping
+
 import torch
 from torch import nn
 
@@ -32,21 +35,40 @@ def build_lr_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total
 class EMA:
     """Exponential moving average of the trainable weights: e <- d*e + (1-d)*p after every update.
 
+    ``warmup=True`` (training from scratch, the shapes pretraining) uses d = min(decay, (1 + n) / (10 + n))
+    at the n-th update, so the average forgets the random initialisation quickly. Shadows are fp32.
     Works on plain and FSDP2-sharded (DTensor) parameters alike: each rank averages its own shard.
-    Checkpointed through ``state_dict`` / ``load_state_dict``.
+
+    Use the average with ``swap`` (exchange it with the model's weights, twice to restore), ``copy_to``
+    or ``averaged_copy`` (a frozen copy of the module carrying the EMA weights). A ``Stateful``:
+    ``state_dict()`` = {parameter name: shadow, ..., ``"#updates"``: n} (the live shadows, not copies);
+    ``load_state_dict`` copies the given values into the shadows.
     """
 
-    def __init__(self, module: nn.Module, decay: float):
+    UPDATES = "#updates"
+    """State key of the update count (no parameter can be named so)."""
+
+    def __init__(self, module: nn.Module, decay: float, *, warmup: bool = False):
         self.decay = decay
+        self.warmup = warmup
+        self.updates = 0
         self.names = [n for n, p in module.named_parameters() if p.requires_grad]
         params = dict(module.named_parameters())
         self.shadow = {n: params[n].detach().clone().float() for n in self.names}
 
+    def current_decay(self) -> float:
+        """The decay of the latest update (``warmup``: ramps up to ``decay``)."""
+        if not self.warmup:
+            return self.decay
+        return min(self.decay, (1 + self.updates) / (10 + self.updates))
+
     @torch.no_grad()
     def update(self, module: nn.Module) -> None:
+        self.updates += 1
+        weight = 1.0 - self.current_decay()
         params = dict(module.named_parameters())
         for n in self.names:
-            self.shadow[n].lerp_(params[n].detach().float(), 1.0 - self.decay)
+            self.shadow[n].lerp_(params[n].detach().float(), weight)
 
     @torch.no_grad()
     def swap(self, module: nn.Module) -> None:
@@ -57,9 +79,29 @@ class EMA:
             params[n].copy_(self.shadow[n].to(params[n].dtype))
             self.shadow[n].copy_(tmp.float())
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return dict(self.shadow)
+    @torch.no_grad()
+    def copy_to(self, module: nn.Module) -> None:
+        """Overwrite ``module``'s averaged parameters (same names) with the EMA weights."""
+        params = dict(module.named_parameters())
+        for n in self.names:
+            params[n].copy_(self.shadow[n].to(params[n].dtype))
 
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+    def averaged_copy(self, module: nn.Module) -> nn.Module:
+        """A deep copy of ``module`` (not FSDP-sharded) with the EMA weights, in eval mode, frozen."""
+        averaged = copy.deepcopy(module).eval().requires_grad_(False)
+        self.copy_to(averaged)
+        return averaged
+
+    def state_dict(self) -> dict:
+        return {**self.shadow, self.UPDATES: self.updates}
+
+    @torch.no_grad()
+    def load_state_dict(self, state: Mapping) -> None:
+        if isinstance(state.get("shadow"), Mapping):  # the pretraining EMA's former {"shadow", "updates"}
+            state = {**state["shadow"], self.UPDATES: state.get("updates", 0)}
+        missing = [n for n in self.names if n not in state]
+        if missing:
+            raise KeyError(f"EMA state lacks {len(missing)} averaged parameter(s), e.g. {missing[:3]}")
         for n in self.names:
             self.shadow[n].copy_(state[n])
+        self.updates = int(state.get(self.UPDATES, 0))

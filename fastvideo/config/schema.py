@@ -2,8 +2,9 @@
 
 Nested dataclasses, one per room (model, sampler, grpo, rewards, train, checkpoint, logging, data).
 Each field carries a docstring (read by ``python -m fastvideo.train --help``) with its unit.
-Loading and command-line overrides live in ``config_loader``, validation in ``config_rules``; both are
-re-exported here:
+Loading and command-line overrides live in ``fastvideo.config.loader``, validation in
+``fastvideo.config.rules`` (whose choice lists are the tuples of the implementing modules); both are
+re-exported by ``fastvideo.config`` (this module imports neither). Their API:
 
 - ``load_config(path=None, overrides=None) -> Config``: defaults < YAML/TOML file (a ``base:`` key names
   files merged first) < dotted overrides (``--grpo.clip_range 1e-4``, ``--a.b=v``, ``a.b=v``; values
@@ -199,6 +200,8 @@ class LoggingConfig:
     """Log to Weights & Biases (offline when no API key is configured)."""
     wandb_project: str = "dancegrpo"
     """W&B project name."""
+    tensorboard: bool = False
+    """Also write TensorBoard event files (scalars, validation grids) to <output_dir>/tensorboard (needs .[log])."""
     validation_every: int = 0
     """Render the validation prompts to an image grid every N iterations (0 = never)."""
     progress_bar: bool = True
@@ -217,23 +220,3 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     output_dir: str = "outputs/run"
     """Run directory: metrics, config, checkpoints, exports, images."""
-
-
-# Loading, overrides, validation and the command line live in config_loader / config_rules;
-# they are re-exported here so that ``fastvideo.config`` stays the one import for users.
-from fastvideo.config_loader import (  # noqa: E402
-    config_to_dict,
-    format_help,
-    load_config,
-    parse_args,
-    read_config_file,
-    save_config,
-    split_overrides,
-)
-from fastvideo.config_rules import ConfigError, validate  # noqa: E402
-
-__all__ = [
-    "CheckpointConfig", "Config", "ConfigError", "DataConfig", "GRPOConfig", "LoggingConfig", "ModelConfig",
-    "RewardTermConfig", "RewardsConfig", "SamplerConfig", "TrainConfig", "config_to_dict", "format_help",
-    "load_config", "parse_args", "read_config_file", "save_config", "split_overrides", "validate",
-]

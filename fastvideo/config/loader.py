@@ -22,7 +22,8 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from fastvideo.config import (  # noqa: F401
+from fastvideo.config.rules import ConfigError, _raise_problems, validate
+from fastvideo.config.schema import (  # noqa: F401
     CheckpointConfig,
     Config,
     DataConfig,
@@ -34,7 +35,6 @@ from fastvideo.config import (  # noqa: F401
     SamplerConfig,
     TrainConfig,
 )
-from fastvideo.config_rules import ConfigError, _raise_problems, validate
 from fastvideo.utils import attribute_docstrings, deep_merge, format_value, yaml_load
 
 _NULL_STRINGS = frozenset({"null", "Null", "NULL", "none", "None", "~"})

@@ -1,6 +1,6 @@
 """CLI: pretrain the shapes-world pipelines.
 
-    python -m fastvideo.pretrain.shapes --stage {vae,flux,sd,all} --output_dir assets/shapes [--steps N] [--smoke]
+    python -m fastvideo.shapes.pretrain.images --stage {vae,flux,sd,all} --output_dir assets/shapes [--steps N] [--smoke]
 
 Stages: ``vae`` (AutoencoderKL + latent factors, saved to ``<work_dir>/vae``), ``flux`` and ``sd`` (need
 the VAE; write ``<output_dir>/flux`` / ``<output_dir>/sd`` and periodic pipeline snapshots
@@ -19,14 +19,20 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKL
 
-from fastvideo.pretrain.common import StageOptions
-from fastvideo.pretrain.components import FULL, SMOKE, ModelSizes, build_clip_tokenizer, build_t5_tokenizer
-from fastvideo.pretrain.train_flux import flux_sampling_kwargs, save_flux_pipeline, train_flux
-from fastvideo.pretrain.train_sd import save_sd_pipeline, sd_sampling_kwargs, sd_vae, train_sd
-from fastvideo.pretrain.train_vae import train_vae
 from fastvideo.shapes.grammar import vocabulary
+from fastvideo.shapes.pretrain.common import StageOptions
+from fastvideo.shapes.pretrain.components import (
+    FULL,
+    SMOKE,
+    ModelSizes,
+    build_clip_tokenizer,
+    build_t5_tokenizer,
+)
+from fastvideo.shapes.pretrain.train_flux import flux_sampling_kwargs, save_flux_pipeline, train_flux
+from fastvideo.shapes.pretrain.train_sd import save_sd_pipeline, sd_sampling_kwargs, sd_vae, train_sd
+from fastvideo.shapes.pretrain.train_vae import train_vae
 
-logger = logging.getLogger("fastvideo.pretrain")
+logger = logging.getLogger("fastvideo.shapes.pretrain")
 
 DEFAULTS: dict[str, StageOptions] = {
     "vae": StageOptions(steps=800, batch_size=16, lr=8e-4, warmup=50, ema_decay=0.99, checkpoint_every=200),
@@ -152,4 +158,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from fastvideo.errors import run_cli
+
+    run_cli(main)

@@ -14,17 +14,17 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKL
 
-from fastvideo.pretrain.common import (
-    EMA,
+from fastvideo.shapes.grammar import BACKGROUND
+from fastvideo.shapes.pretrain.common import (
     LossLog,
     StageOptions,
     finish_step,
     load_state,
     make_optimizer,
 )
-from fastvideo.pretrain.components import IMAGE_SIZE, ModelSizes, build_vae
-from fastvideo.pretrain.data import foreground_weight, scene_batch, step_generator
-from fastvideo.shapes.grammar import BACKGROUND
+from fastvideo.shapes.pretrain.components import IMAGE_SIZE, ModelSizes, build_vae
+from fastvideo.shapes.pretrain.data import foreground_weight, scene_batch, step_generator
+from fastvideo.training.optim import EMA
 
 KL_WEIGHT = 1e-6
 MSE_WEIGHT = 1.0
@@ -53,7 +53,7 @@ def train_vae(sizes: ModelSizes, options: StageOptions, work_dir: Path) -> Autoe
     """Train (or resume) the VAE; returns the EMA model with latent factors set in its config."""
     torch.manual_seed(options.seed)
     vae = build_vae(sizes).train()
-    ema = EMA(vae, options.ema_decay)
+    ema = EMA(vae, options.ema_decay, warmup=True)
     optimizer = make_optimizer(vae, options)
     state_path = work_dir / "vae" / "state.pt"
     start = load_state(state_path, vae, ema, optimizer)
@@ -64,7 +64,7 @@ def train_vae(sizes: ModelSizes, options: StageOptions, work_dir: Path) -> Autoe
         finish_step(step, terms["loss"], vae, optimizer, ema, options, state_path)
         log.add(step, **{key: value.item() for key, value in terms.items()})
     seconds = log.close()
-    model = ema.shadow
+    model = ema.averaged_copy(vae)
     factors = latent_factors(model, options.seed)
     model.register_to_config(scaling_factor=factors["flux_scaling_factor"], shift_factor=factors["flux_shift_factor"])
     model.save_pretrained(work_dir / "vae" / "model")

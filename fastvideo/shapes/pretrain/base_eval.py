@@ -1,6 +1,6 @@
 """Held-out verifier accuracy of a shipped shapes pipeline (stock diffusers, ODE sampling).
 
-    python -m fastvideo.pretrain.evaluate --model_dir assets/shapes/flux [--num 400] [--steps 16]
+    python -m fastvideo.shapes.pretrain.base_eval --model_dir assets/shapes/flux [--num 400] [--steps 16]
 
 Prompts: ``num`` skill-balanced draws from the grammar's HELD-OUT split (fixed seed), one image each
 with a fixed per-image seed. Reports, per skill and overall, binary accuracy with its standard error
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
@@ -20,16 +19,8 @@ import numpy as np
 import torch
 from diffusers import DiffusionPipeline
 
-from fastvideo.shapes.grammar import SKILLS, sample_prompts
+from fastvideo.shapes.heldout import EVAL_SEED, heldout_prompts, summarize
 from fastvideo.shapes.verifier import verify
-
-EVAL_SEED = 1234
-
-
-def heldout_prompts(num: int, seed: int = EVAL_SEED) -> list[tuple[str, str]]:
-    """``num`` skill-balanced (text, skill) draws from the held-out split."""
-    rng = np.random.default_rng(seed)
-    return [(p.text, p.skill) for p in sample_prompts(num, rng, split="heldout")]
 
 
 def sampling_kwargs(model_dir: Path, pipe: DiffusionPipeline) -> dict:
@@ -53,26 +44,6 @@ def sample_images(pipe: DiffusionPipeline, prompts: list[str], steps: int, kwarg
         out = pipe(batch, num_inference_steps=steps, generator=generators, output_type="pt", **kwargs)
         chunks.append(out.images.float().clamp(0, 1).cpu())
     return torch.cat(chunks)
-
-
-def proportion(values: list[float]) -> dict[str, float]:
-    """Mean and binomial standard error of 0/1 values."""
-    n = len(values)
-    p = float(np.mean(values)) if n else float("nan")
-    return {"acc": p, "se": math.sqrt(p * (1 - p) / n) if n else float("nan"), "n": n}
-
-
-def summarize(records: list[dict], skills: tuple[str, ...] = SKILLS) -> dict:
-    """Per-skill (``skills``: the image grammar's by default) and overall accuracy (± s.e.), mean score
-    and no-shape fraction."""
-    def block(rows: list[dict]) -> dict:
-        stats = proportion([r["correct"] for r in rows])
-        stats["mean_score"] = float(np.mean([r["score"] for r in rows])) if rows else float("nan")
-        stats["no_shape_frac"] = float(np.mean([r["num_detected"] == 0 for r in rows])) if rows else float("nan")
-        return stats
-
-    per_skill = {skill: block([r for r in records if r["skill"] == skill]) for skill in skills}
-    return {"overall": block(records), "per_skill": per_skill}
 
 
 def evaluate(model_dir: Path, num: int = 400, steps: int = 16, seed: int = EVAL_SEED,
@@ -136,4 +107,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from fastvideo.errors import run_cli
+
+    run_cli(main)

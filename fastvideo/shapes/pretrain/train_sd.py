@@ -14,8 +14,7 @@ import torch
 from diffusers import AutoencoderKL, StableDiffusionPipeline
 from transformers import CLIPTokenizer
 
-from fastvideo.pretrain.common import (
-    EMA,
+from fastvideo.shapes.pretrain.common import (
     LossLog,
     StageOptions,
     finish_step,
@@ -23,7 +22,7 @@ from fastvideo.pretrain.common import (
     make_optimizer,
     quiet_diffusers,
 )
-from fastvideo.pretrain.components import (
+from fastvideo.shapes.pretrain.components import (
     IMAGE_SIZE,
     SD_GUIDANCE,
     ModelSizes,
@@ -32,8 +31,9 @@ from fastvideo.pretrain.components import (
     build_ddpm_scheduler,
     build_unet,
 )
-from fastvideo.pretrain.data import scene_batch, step_generator
-from fastvideo.pretrain.text import sd_text
+from fastvideo.shapes.pretrain.data import scene_batch, step_generator
+from fastvideo.shapes.pretrain.text import sd_text
+from fastvideo.training.optim import EMA
 
 PROMPT_DROPOUT = 0.1
 
@@ -77,7 +77,7 @@ def train_sd(sizes: ModelSizes, options: StageOptions, work_dir: Path, vae: Auto
     torch.manual_seed(options.seed)
     latent_size = IMAGE_SIZE // 2 ** (len(vae.config.block_out_channels) - 1)
     bundle = SDBundle(sizes, tokenizer, latent_size).train()
-    ema = EMA(bundle, options.ema_decay)
+    ema = EMA(bundle, options.ema_decay, warmup=True)
     optimizer = make_optimizer(bundle, options)
     state_path = work_dir / "sd" / "state.pt"
     start = load_state(state_path, bundle, ema, optimizer)
@@ -92,10 +92,11 @@ def train_sd(sizes: ModelSizes, options: StageOptions, work_dir: Path, vae: Auto
         loss = sd_loss(bundle, tokenizer, x0, prompts, generator, alphas_cumprod)
         grad_norm = finish_step(step, loss, bundle, optimizer, ema, options, state_path,
                                 snapshot=lambda done: save_sd_pipeline(
-                                    ema.shadow, vae, tokenizer, work_dir / "sd" / f"step_{done:06d}"))
+                                    ema.averaged_copy(bundle), vae, tokenizer,
+                                    work_dir / "sd" / f"step_{done:06d}"))
         log.add(step, loss=loss.item(), grad_norm=grad_norm)
     log.close()
-    return ema.shadow
+    return ema.averaged_copy(bundle)
 
 
 def save_sd_pipeline(bundle: SDBundle, vae: AutoencoderKL, tokenizer: CLIPTokenizer, directory: Path,

@@ -1,6 +1,6 @@
 """Pretraining of a tiny HunyuanVideo-style text-to-video pipeline on the moving-shapes world.
 
-    python -m fastvideo.pretrain.video --stage {vae,hunyuan,all,eval} --output_dir assets/shapes_video \
+    python -m fastvideo.shapes.pretrain.video --stage {vae,hunyuan,all,eval} --output_dir assets/shapes_video \
         [--size 32] [--num_frames 9] [--steps N] [--smoke]
 
 Stages (components in ``video_components.py``; data: fresh renders of TRAIN motion prompts each step):
@@ -45,8 +45,12 @@ import numpy as np
 import torch
 from diffusers import AutoencoderKLHunyuanVideo, HunyuanVideoPipeline
 
-from fastvideo.pretrain.common import (
-    EMA,
+from fastvideo.shapes.grammar import BACKGROUND
+from fastvideo.shapes.heldout import EVAL_SEED, proportion
+from fastvideo.shapes.motion import MOTION_SKILLS, motion_vocabulary, sample_motion_prompts
+from fastvideo.shapes.motion_render import check_num_frames, check_video_size
+from fastvideo.shapes.motion_verifier import verify_video
+from fastvideo.shapes.pretrain.common import (
     LossLog,
     StageOptions,
     finish_step,
@@ -54,11 +58,10 @@ from fastvideo.pretrain.common import (
     make_optimizer,
     quiet_diffusers,
 )
-from fastvideo.pretrain.components import build_clip_tokenizer
-from fastvideo.pretrain.data import step_generator, step_rng
-from fastvideo.pretrain.evaluate import EVAL_SEED, proportion
-from fastvideo.pretrain.train_flux import sample_flow_time
-from fastvideo.pretrain.video_components import (
+from fastvideo.shapes.pretrain.components import build_clip_tokenizer
+from fastvideo.shapes.pretrain.data import step_generator, step_rng
+from fastvideo.shapes.pretrain.train_flux import sample_flow_time
+from fastvideo.shapes.pretrain.video_components import (
     LLAMA_MAX_LENGTH,
     TEXT_DROPOUT,
     VIDEO_FULL,
@@ -78,12 +81,9 @@ from fastvideo.pretrain.video_components import (
     motion_batch,
     repatch_transformer,
 )
-from fastvideo.shapes.grammar import BACKGROUND
-from fastvideo.shapes.motion import MOTION_SKILLS, motion_vocabulary, sample_motion_prompts
-from fastvideo.shapes.motion_render import check_num_frames, check_video_size
-from fastvideo.shapes.motion_verifier import verify_video
+from fastvideo.training.optim import EMA
 
-logger = logging.getLogger("fastvideo.pretrain")
+logger = logging.getLogger("fastvideo.shapes.pretrain")
 
 KL_WEIGHT = 1e-6
 FOREGROUND_BOOST = 4.0
@@ -139,7 +139,7 @@ def train_video_vae(sizes: VideoSizes, options: StageOptions, work_dir: Path, si
     """Train (or resume) the video VAE; saves the EMA model with its scaling factor and stats.json."""
     torch.manual_seed(options.seed)
     vae = build_video_vae(sizes).to(device).train()
-    ema, optimizer = EMA(vae, options.ema_decay), make_optimizer(vae, options)
+    ema, optimizer = EMA(vae, options.ema_decay, warmup=True), make_optimizer(vae, options)
     state_path = work_dir / "vae" / "state.pt"
     start = load_state(state_path, vae, ema, optimizer)
     log = LossLog("video_vae", options.steps, start, options.log_every)
@@ -149,7 +149,7 @@ def train_video_vae(sizes: VideoSizes, options: StageOptions, work_dir: Path, si
         finish_step(step, terms["loss"], vae, optimizer, ema, options, state_path)
         log.add(step, **{key: value.item() for key, value in terms.items()})
     seconds = log.close()
-    model = ema.shadow.eval()
+    model = ema.averaged_copy(vae)
     stats = video_latent_stats(model, options.seed, size, num_frames, stats_samples)
     model.register_to_config(scaling_factor=stats["scaling_factor"])
     model.save_pretrained(work_dir / "vae" / "model")
@@ -213,7 +213,7 @@ def train_hunyuan(sizes: VideoSizes, options: StageOptions, work_dir: Path, vae:
     if options.extra.get("init_from") and not state_path.exists():
         bundle.warm_start(Path(options.extra["init_from"]))
     bundle = bundle.to(device).train()
-    ema, optimizer = EMA(bundle, options.ema_decay), make_optimizer(bundle, options)
+    ema, optimizer = EMA(bundle, options.ema_decay, warmup=True), make_optimizer(bundle, options)
     start = load_state(state_path, bundle, ema, optimizer)
     text_dropout = float(options.extra.get("text_dropout", 0.0))
     vae = vae.to(device).eval().requires_grad_(False)
@@ -227,10 +227,11 @@ def train_hunyuan(sizes: VideoSizes, options: StageOptions, work_dir: Path, vae:
         loss = flow_loss(bundle, tokenizers, x0, texts, generator)
         grad_norm = finish_step(step, loss, bundle, optimizer, ema, options, state_path,
                                 snapshot=lambda done: save_video_pipeline(
-                                    ema.shadow, vae, tokenizers, work_dir / "hunyuan" / f"step_{done:06d}"))
+                                    ema.averaged_copy(bundle), vae, tokenizers,
+                                    work_dir / "hunyuan" / f"step_{done:06d}"))
         log.add(step, loss=loss.item(), grad_norm=grad_norm)
     log.close()
-    return ema.shadow
+    return ema.averaged_copy(bundle)
 
 
 def save_video_pipeline(bundle: VideoBundle, vae: AutoencoderKLHunyuanVideo, tokenizers: tuple, directory: Path,
@@ -363,4 +364,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from fastvideo.errors import run_cli
+
+    run_cli(main)

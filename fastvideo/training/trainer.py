@@ -28,13 +28,13 @@ from fastvideo.distributed import (
     init_distributed,
     shard_model,
 )
-from fastvideo.grpo.advantage import PerPromptStatTracker, group_advantages
-from fastvideo.grpo.block_noise import BlockNoise
+from fastvideo.grpo.advantage import PerPromptStatTracker, reward_advantages
 from fastvideo.grpo.plan import iteration_plan
 from fastvideo.grpo.rollout import initial_noise, make_sample_ids, rollout, train_step_subsets
-from fastvideo.grpo.sampler import DDIMSampler, FlowSampler
+from fastvideo.grpo.sampler import sampler_for
 from fastvideo.grpo.subset import best_and_worst_indices, subset_rollout
 from fastvideo.grpo.window import SlidingWindow
+from fastvideo.inference.sampling import generate
 from fastvideo.training.data import PromptSource, iteration_prompts
 from fastvideo.training.metrics import MetricsLogger, save_grid, save_videos
 from fastvideo.training.optim import EMA, build_lr_scheduler, build_optimizer
@@ -48,22 +48,13 @@ class NonFiniteRewardError(RuntimeError):
 
 
 def build_sampler(cfg: Config, adapter, num_steps: int | None = None):
-    """FlowSampler for rectified-flow adapters, DDIMSampler for diffusion adapters."""
+    """The adapter's paradigm's sampler with the run's ``sampler`` settings (``grpo.sampler.sampler_for``)."""
     s = cfg.sampler
-    steps = num_steps or s.num_steps
-    if adapter.paradigm == "flow":
-        block = BlockNoise(s.noise_block, *adapter.latent_grid()) if s.noise_block > 1 else None
-        return FlowSampler.build(steps, s.shift, s.sde_type, s.eta, block)
-    if s.noise_block > 1:
-        raise ValueError(f"sampler.noise_block={s.noise_block} needs a rectified-flow model with the 'dance' SDE; "
-                         f"{type(adapter).__name__} samples with DDIM")
-    if adapter.paradigm == "diffusion":
-        if s.sde_type not in ("dance", "ode"):
-            raise ValueError(f"sampler.sde_type={s.sde_type!r} is a rectified-flow SDE; diffusion models "
-                             f"({type(adapter).__name__}) sample with DDIM (eta = sampler.eta)")
-        return DDIMSampler.build(adapter.alphas_cumprod, steps, s.eta,
-                                 final_alpha_cumprod=adapter.final_alpha_cumprod)
-    raise ValueError(f"unknown paradigm {adapter.paradigm!r} of adapter {type(adapter).__name__}")
+    try:
+        return sampler_for(adapter, num_steps or s.num_steps, shift=s.shift, sde_type=s.sde_type, eta=s.eta,
+                           noise_block=s.noise_block)
+    except ValueError as err:
+        raise ValueError(f"sampler settings: {err}") from None
 
 
 class GRPOTrainer:
@@ -91,11 +82,12 @@ class GRPOTrainer:
         self.ema = EMA(self.model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
         self.rewards = rewards if rewards is not None else _build_rewards(cfg, self.env)
         self.tracker = PerPromptStatTracker() if cfg.grpo.per_prompt_stat_tracking else None
-        from fastvideo.checkpoint import Checkpointer
+        from fastvideo.training.checkpoint import Checkpointer
 
         self.checkpointer = Checkpointer(self.run_dir / "checkpoints", self.env, cfg.checkpoint.keep_last)
         self.metrics = MetricsLogger(self.run_dir, enabled=self.env.is_main, use_wandb=cfg.logging.wandb,
-                                     wandb_project=cfg.logging.wandb_project, config=config_to_dict(cfg))
+                                     wandb_project=cfg.logging.wandb_project, config=config_to_dict(cfg),
+                                     use_tensorboard=cfg.logging.tensorboard)
         self.iteration = 0
         self._maybe_resume()
 
@@ -128,52 +120,59 @@ class GRPOTrainer:
             if self.cfg.checkpoint.resume == "auto":
                 logger.info("resume=auto: no checkpoint in %s, starting fresh", self.checkpointer.root)
             return
-        state = self.checkpointer.load(path, self.model, self.optimizer,
-                                       ema=self.ema.state_dict() if self.ema else None)
-        self.iteration = int(state["iteration"])
-        self.lr_scheduler.load_state_dict(state["lr_scheduler"])
-        if self.tracker is not None and state.get("tracker") is not None:
-            self.tracker.load_state_dict(state["tracker"])
+        from fastvideo.training.checkpoint import rng_key
+
+        states = self._checkpoint_states()
+        # a rank beyond the saved world size has no RNG of its own; a tracker switched on later starts empty
+        self.checkpointer.load(path, states, optional=(rng_key(self.env.rank), "tracker"))
+        self.iteration = states["counters"]["iteration"]
         self.metrics.truncate_after(self.iteration - 1)
         logger.info("resumed from %s at iteration %d", path, self.iteration)
 
     def save_checkpoint(self) -> Path:
-        state = {"iteration": self.iteration, "lr_scheduler": self.lr_scheduler.state_dict(),
-                 "tracker": self.tracker.state_dict() if self.tracker else None}
-        return self.checkpointer.save(self.iteration, self.model, self.optimizer,
-                                      ema=self.ema.state_dict() if self.ema else None, trainer_state=state)
+        return self.checkpointer.save(self.iteration, self._checkpoint_states())
+
+    def _checkpoint_states(self) -> dict:
+        """Everything a resume restores, as one dict of ``Stateful`` objects (see training/checkpoint.py)."""
+        from fastvideo.training import checkpoint as ckpt
+
+        states = {"model": ckpt.ModelState(self.model), "optim": ckpt.OptimizerState(self.model, self.optimizer),
+                  "lr_scheduler": self.lr_scheduler, "counters": ckpt.Counters(iteration=self.iteration),
+                  ckpt.rng_key(self.env.rank): ckpt.BlobState(ckpt.RNGState())}
+        if self.ema is not None:
+            states["ema"] = self.ema
+        if self.window is not None:
+            states["window"] = self.window
+        if self.tracker is not None:
+            states["tracker"] = ckpt.BlobState(self.tracker)
+        return states
 
     # ----------------------------------------------------------------- model calls
-    def _predict(self, latents, timesteps, cond, rows, module=None):
+    def _policy(self, module=None):
+        """The adapter the rollout and the update call: the run's rollout guidance
+        (``sampler.rollout_guidance_scale``, e.g. CFG-free training) and, for the KL term's reference
+        policy, another ``module``. A view (``adapter.variant``): the adapter itself is never changed."""
+        return self.adapter.variant(transformer=module, guidance_scale=self.cfg.sampler.rollout_guidance_scale)
+
+    def _predict(self, latents, timesteps, cond, rows, adapter=None):
+        """``adapter`` (default: ``self._policy()``) evaluated on the conditioning rows ``rows``."""
         from fastvideo.models.base import select_cond
 
-        with autocast(self.env.device, self.cfg.train.mixed_precision), self._use_module(module):
-            return self.adapter.predict(latents, timesteps.to(latents.device), select_cond(cond, rows))
-
-    @contextmanager
-    def _use_module(self, module):
-        """Temporarily let the adapter call ``module`` (the reference policy) instead of the policy."""
-        if module is None:
-            yield
-            return
-        policy, self.adapter.transformer = self.adapter.transformer, module
-        try:
-            yield
-        finally:
-            self.adapter.transformer = policy
+        adapter = adapter if adapter is not None else self._policy()
+        with autocast(self.env.device, self.cfg.train.mixed_precision):
+            return adapter.predict(latents, timesteps.to(latents.device), select_cond(cond, rows))
 
     def _reference_predict(self, cond, ids):
         if self.cfg.grpo.kl_coef <= 0:
             return None
         if self._reference is not None:
-            return lambda x, t, rows: self._predict(x, t, cond, ids.local_prompt[rows], self._reference)
+            reference = self._policy(self._reference)
+            return lambda x, t, rows: self._predict(x, t, cond, ids.local_prompt[rows], reference)
+        policy = self._policy()
 
         def lora_disabled(x, t, rows):
-            self.model.disable_adapters()
-            try:
-                return self._predict(x, t, cond, ids.local_prompt[rows])
-            finally:
-                self.model.enable_adapters()
+            with lora_off(self.model):
+                return self._predict(x, t, cond, ids.local_prompt[rows], policy)
 
         return lora_disabled
 
@@ -192,8 +191,9 @@ class GRPOTrainer:
                                    candidates=plan.train_candidates)
         init = initial_noise(self.adapter.latent_shape(), ids, seed=cfg.train.seed, iteration=it,
                              same_in_group=cfg.sampler.init_same_noise, device=env.device)
-        with timer("rollout"), self._rollout_guidance():
-            ro = rollout(lambda x, t, rows: self._predict(x, t, cond, rows), plan.sampler, init, ids, steps,
+        policy = self._policy()
+        with timer("rollout"):
+            ro = rollout(lambda x, t, rows: self._predict(x, t, cond, rows, policy), plan.sampler, init, ids, steps,
                          seed=cfg.train.seed, iteration=it, batch_size=cfg.train.rollout_batch_size,
                          stochastic_steps=plan.stochastic_steps, dpm_steps=plan.dpm_steps)
         self.last_plan, self.last_train_steps = plan, ro.train_steps  # for inspection and tests
@@ -211,12 +211,13 @@ class GRPOTrainer:
         else:
             all_texts = [self.data.prompts[batch_prompts[q]] for q in range(p * env.world_size) for _ in range(g)]
             adv_all = self.advantages(all_total, all_parts, all_texts)
+            self.last_advantages = adv_all  # for inspection and tests
             adv = adv_all[env.rank * len(total):(env.rank + 1) * len(total)]
             if cfg.grpo.train_best_of:
                 keep = best_and_worst_indices(adv, g, cfg.grpo.train_best_of)
                 (ro, ids), adv = subset_rollout(ro, ids, keep), adv[keep]
-            with timer("train"), self._rollout_guidance():
-                metrics.update(self._update(ro, adv, cond, ids, plan.sampler))
+            with timer("train"):
+                metrics.update(self._update(policy, ro, adv, cond, ids, plan.sampler))
         metrics.update(timer.as_metrics())
         metrics.update(self._call_counts(plan, ro))
         metrics["lr"] = self.lr_scheduler.get_last_lr()[0]
@@ -235,21 +236,7 @@ class GRPOTrainer:
         return {"calls/rollout": plan.num_steps * -(-n // rollout_bs),
                 "calls/train": -(-n * k // self.cfg.train.train_batch_size) * (2 if self.cfg.grpo.kl_coef > 0 else 1)}
 
-    @contextmanager
-    def _rollout_guidance(self):
-        """Use sampler.rollout_guidance_scale (e.g. CFG-free training) during rollout and training."""
-        scale = self.cfg.sampler.rollout_guidance_scale
-        model_cfg = getattr(self.adapter, "model_cfg", None)
-        if scale is None or model_cfg is None:
-            yield
-            return
-        saved, model_cfg.guidance_scale = model_cfg.guidance_scale, scale
-        try:
-            yield
-        finally:
-            model_cfg.guidance_scale = saved
-
-    def _update(self, ro, adv, cond, ids, sampler) -> dict:
+    def _update(self, policy, ro, adv, cond, ids, sampler) -> dict:
         settings = UpdateSettings(self.cfg.grpo.clip_range, self.cfg.train.train_batch_size,
                                   self.cfg.train.updates_per_iteration, self.cfg.train.max_grad_norm,
                                   self.cfg.grpo.kl_coef)
@@ -258,24 +245,19 @@ class GRPOTrainer:
             def sync(last):
                 self.model.set_requires_gradient_sync(last)
                 return nullcontext()
-        return run_update(ro, adv, lambda x, t, rows: self._predict(x, t, cond, ids.local_prompt[rows]),
+        return run_update(ro, adv, lambda x, t, rows: self._predict(x, t, cond, ids.local_prompt[rows], policy),
                           sampler, self.model, self.optimizer, self.lr_scheduler, settings,
                           reference_predict=self._reference_predict(cond, ids),
                           on_step=(lambda: self.ema.update(self.model)) if self.ema else None,
                           sync_context=sync)
 
     def advantages(self, total, parts, texts) -> torch.Tensor:
-        """Group-normalised advantages of the gathered rewards (whole global batch, rank order)."""
-        g = self.cfg.grpo
-        if self.tracker is not None:
-            adv = self.tracker.update(texts, total)
-            return adv.clamp(-g.adv_clip_max, g.adv_clip_max)
-        if self.cfg.rewards.aggregation == "advantage" and len(parts) > 1:
-            from fastvideo.grpo.advantage import aggregate_advantages
-
-            weights = getattr(self.rewards, "weights", None) or dict(zip(parts, [t.weight for t in self.cfg.rewards.terms]))
-            return aggregate_advantages(parts, weights, g.group_size, clip=g.adv_clip_max, scope=g.advantage_scope)
-        return group_advantages(total, g.group_size, clip=g.adv_clip_max, scope=g.advantage_scope)
+        """Group-normalised advantages of the gathered rewards (whole global batch, rank order):
+        ``grpo.advantage.reward_advantages`` with the run's aggregation, tracker and clipping."""
+        g, aggregation = self.cfg.grpo, self.cfg.rewards.aggregation
+        return reward_advantages(total, parts, g.group_size, aggregation=aggregation, tracker=self.tracker,
+                                 prompts=texts, weights=self.rewards.weights if aggregation == "advantage" else None,
+                                 clip=g.adv_clip_max, scope=g.advantage_scope)
 
     def _handle_nonfinite(self, rewards) -> None:
         bad = int((~torch.isfinite(rewards)).sum())
@@ -343,14 +325,12 @@ class GRPOTrainer:
     def validate(self, texts: list[str] | None = None, seed: int = 1234) -> Path | None:
         """ODE samples of the validation prompts with fixed seeds, saved as an image grid."""
         texts = texts or list(self.cfg.data.validation_prompts) or self.data.prompts[:4]
-        cond = self.data.conditioning_for_texts(texts)
         ids = make_sample_ids(range(len(texts)), 1)
         init = initial_noise(self.adapter.latent_shape(), ids, seed=seed, iteration=0, same_in_group=True,
                              device=self.env.device)
-        empty = torch.zeros(len(texts), 0, dtype=torch.long)
-        ro = rollout(lambda x, t, rows: self._predict(x, t, cond, rows), self.eval_sampler, init, ids, empty,
-                     seed=seed, iteration=0, stochastic_steps=set())
-        images = self.decode(ro.final_latents)
+        images = generate(self.adapter, self.data.conditioning_for_texts(texts), init, self.eval_sampler, ids=ids,
+                          seed=seed, mixed_precision=self.cfg.train.mixed_precision,
+                          batch_size=self.cfg.train.rollout_batch_size)
         if not self.env.is_main:
             return None
         path = save_grid(images, 1, self.run_dir / "samples" / f"iter-{self.iteration:06d}.png")
@@ -358,6 +338,16 @@ class GRPOTrainer:
             save_videos(images, path.with_suffix(".gif"))
         self.metrics.log_image(self.iteration, "validation", path)
         return path
+
+
+@contextmanager
+def lora_off(model):
+    """The base model's function for the block: LoRA adapters disabled (peft), enabled again after."""
+    model.disable_adapters()
+    try:
+        yield
+    finally:
+        model.enable_adapters()
 
 
 def _reward_metrics(total: torch.Tensor, parts: dict[str, torch.Tensor]) -> dict:

@@ -30,10 +30,10 @@ from diffusers import (
 from transformers import CLIPTextModel, CLIPTokenizer, LlamaConfig, LlamaModel
 
 from fastvideo.models.tiny_video import LLAMA_SPECIAL_TOKENS, word_piece_llama_tokenizer
-from fastvideo.pretrain.components import CLIP_MAX_LENGTH
-from fastvideo.pretrain.data import SPLIT_SEED, step_rng
 from fastvideo.shapes.motion import sample_motion_prompts
 from fastvideo.shapes.motion_render import render_video
+from fastvideo.shapes.pretrain.components import CLIP_MAX_LENGTH
+from fastvideo.shapes.pretrain.data import SPLIT_SEED, step_rng
 
 LATENT_CHANNELS = 16
 SPATIAL_FACTOR = 4

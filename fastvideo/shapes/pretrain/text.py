@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from transformers import CLIPTextModel, CLIPTokenizer, T5EncoderModel, T5Tokenizer
 
-from fastvideo.pretrain.components import T5_MAX_LENGTH
+from fastvideo.shapes.pretrain.components import T5_MAX_LENGTH
 
 
 def clip_ids(tokenizer: CLIPTokenizer, prompts: list[str]) -> torch.Tensor:

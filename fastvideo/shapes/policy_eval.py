@@ -6,16 +6,16 @@ initial noise of prompt ``i`` drawn from ``sample_seed(eval_seed, 0, i, 0, init)
 fine-tuned model see the same prompts *and* the same noise, whatever the batch size or the number
 of ranks. The prompts, the verifier and the before/after figure come from the *world*
 (``fastvideo.shapes.worlds``): ``image`` (default): ``num_prompts`` skill-balanced draws from the
-grammar's held-out split with the same seed as ``fastvideo.pretrain.evaluate`` (the model card's
+grammar's held-out split with the same seed as ``fastvideo.shapes.pretrain.base_eval`` (the model card's
 evaluation), verified by ``fastvideo.shapes.verifier.verify``; ``motion`` (video adapters): the
-held-out motion prompts of ``fastvideo.pretrain.video.evaluate_video``, verified by
+held-out motion prompts of ``fastvideo.shapes.pretrain.video.evaluate_video``, verified by
 ``fastvideo.shapes.motion_verifier.verify_video``.
 
 Ranks: every rank samples and verifies a contiguous shard of the prompts (padded so that all ranks
 run the same number of forward passes, which FSDP needs), then scores and images are gathered;
 only rank 0 summarises and writes files.
 
-Reported per skill of the world and overall (``fastvideo.pretrain.evaluate.summarize``): binary
+Reported per skill of the world and overall (``fastvideo.shapes.pretrain.base_eval.summarize``): binary
 accuracy ``acc`` with its binomial standard error ``se``, the mean verifier score and ``no_shape_frac``
 (samples in which the verifier detects no shape at all, in any frame). Gains come with the standard
 error of the *paired* difference (same prompts and noise): std(correct_final - correct_base) / sqrt(n).
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import math
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -33,11 +32,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from fastvideo.distributed import DistEnv, all_gather_cat, autocast
-from fastvideo.grpo.rollout import initial_noise, make_sample_ids, rollout
-from fastvideo.models.base import select_cond
-from fastvideo.pretrain.evaluate import EVAL_SEED, summarize
+from fastvideo.distributed import DistEnv, all_gather_cat
+from fastvideo.grpo.rollout import initial_noise, make_sample_ids
+from fastvideo.inference.sampling import eval_mode
+from fastvideo.inference.sampling import generate as sample_latents
 from fastvideo.shapes.grammar import SKILLS
+from fastvideo.shapes.heldout import EVAL_SEED, summarize
 from fastvideo.shapes.worlds import AUTO, IMAGE_WORLD, ImageWorld, get_world
 
 
@@ -107,17 +107,6 @@ def shard(num: int, rank: int, world_size: int) -> tuple[list[int], int]:
     return real + filler * (size - len(real)), len(real)
 
 
-@contextmanager
-def eval_mode(module: torch.nn.Module):
-    """Put a module in eval mode for the block, restoring its training flag after."""
-    was_training = module.training
-    module.eval()
-    try:
-        yield
-    finally:
-        module.train(was_training)
-
-
 @torch.no_grad()
 def generate(adapter, sampler, texts: list[str], indices: list[int], *, seed: int, batch_size: int,
              device: torch.device, mixed_precision: str = "auto", progress: tqdm | None = None) -> torch.Tensor:
@@ -130,15 +119,8 @@ def generate(adapter, sampler, texts: list[str], indices: list[int], *, seed: in
         ids = make_sample_ids(batch_indices, 1)
         init = initial_noise(adapter.latent_shape(), ids, seed=seed, iteration=0, same_in_group=True,
                              device=device)
-
-        def predict(x, t, rows, cond=cond):
-            with autocast(device, mixed_precision):
-                return adapter.predict(x, t.to(x.device), select_cond(cond, rows))
-
-        no_training = torch.zeros(len(batch_texts), 0, dtype=torch.long)
-        result = rollout(predict, sampler, init, ids, no_training, seed=seed, iteration=0,
-                         stochastic_steps=set())
-        chunks.append(adapter.decode(result.final_latents).float().clamp(0, 1).cpu())
+        chunks.append(sample_latents(adapter, cond, init, sampler, ids=ids, seed=seed,
+                                     mixed_precision=mixed_precision))
         if progress is not None:
             progress.update(len(batch_texts))
     return torch.cat(chunks)

@@ -15,8 +15,7 @@ import torch
 from diffusers import AutoencoderKL, FluxPipeline
 from transformers import CLIPTokenizer, T5Tokenizer
 
-from fastvideo.pretrain.common import (
-    EMA,
+from fastvideo.shapes.pretrain.common import (
     LossLog,
     StageOptions,
     finish_step,
@@ -24,7 +23,7 @@ from fastvideo.pretrain.common import (
     make_optimizer,
     quiet_diffusers,
 )
-from fastvideo.pretrain.components import (
+from fastvideo.shapes.pretrain.components import (
     FLUX_GUIDANCE,
     FLUX_SHIFT,
     IMAGE_SIZE,
@@ -35,8 +34,9 @@ from fastvideo.pretrain.components import (
     build_flux_transformer,
     build_t5_encoder,
 )
-from fastvideo.pretrain.data import scene_batch, step_generator
-from fastvideo.pretrain.text import flux_text
+from fastvideo.shapes.pretrain.data import scene_batch, step_generator
+from fastvideo.shapes.pretrain.text import flux_text
+from fastvideo.training.optim import EMA
 
 
 class FluxBundle(torch.nn.Module):
@@ -86,7 +86,7 @@ def train_flux(sizes: ModelSizes, options: StageOptions, work_dir: Path, vae: Au
     """Train (or resume) FLUX; writes pipeline snapshots to work_dir/flux/step_XXXXXX; returns the EMA."""
     torch.manual_seed(options.seed)
     bundle = FluxBundle(sizes, *tokenizers).train()
-    ema = EMA(bundle, options.ema_decay)
+    ema = EMA(bundle, options.ema_decay, warmup=True)
     optimizer = make_optimizer(bundle, options)
     state_path = work_dir / "flux" / "state.pt"
     start = load_state(state_path, bundle, ema, optimizer)
@@ -98,10 +98,11 @@ def train_flux(sizes: ModelSizes, options: StageOptions, work_dir: Path, vae: Au
         loss = flux_loss(bundle, tokenizers, flux_latents(vae, images, generator), prompts, generator)
         grad_norm = finish_step(step, loss, bundle, optimizer, ema, options, state_path,
                                 snapshot=lambda done: save_flux_pipeline(
-                                    ema.shadow, vae, tokenizers, work_dir / "flux" / f"step_{done:06d}"))
+                                    ema.averaged_copy(bundle), vae, tokenizers,
+                                    work_dir / "flux" / f"step_{done:06d}"))
         log.add(step, loss=loss.item(), grad_norm=grad_norm)
     log.close()
-    return ema.shadow
+    return ema.averaged_copy(bundle)
 
 
 def save_flux_pipeline(bundle: FluxBundle, vae: AutoencoderKL, tokenizers: tuple[CLIPTokenizer, T5Tokenizer],

@@ -1,6 +1,6 @@
 """Image-to-video variant of the tiny shapes HunyuanVideo, derived as SkyReels-V1 derived its I2V model.
 
-    python -m fastvideo.pretrain.video_i2v --t2v_dir assets/shapes_video/hunyuan \\
+    python -m fastvideo.shapes.pretrain.video_i2v --t2v_dir assets/shapes_video/hunyuan \\
         --output_dir assets/shapes_video/skyreels_i2v --work_dir outputs/pretrain_shapes_video_i2v \\
         [--stage train|eval|all] [--steps N] [--smoke] [--threads 1]
 
@@ -44,22 +44,29 @@ from diffusers import (
 )
 
 from fastvideo.models.skyreels_i2v import EMBEDDED_GUIDANCE
-from fastvideo.pretrain.common import EMA, LossLog, StageOptions, finish_step, load_state, make_optimizer
-from fastvideo.pretrain.data import step_generator, step_rng
-from fastvideo.pretrain.evaluate import EVAL_SEED, proportion
-from fastvideo.pretrain.video import evaluate_video, flow_loss, save_video_pipeline, stage_options
-from fastvideo.pretrain.video_components import (
+from fastvideo.shapes.heldout import EVAL_SEED, proportion
+from fastvideo.shapes.motion import MOTION_SKILLS, sample_motion_prompts
+from fastvideo.shapes.motion_render import render_video
+from fastvideo.shapes.motion_verifier import verify_video
+from fastvideo.shapes.pretrain.common import (
+    LossLog,
+    StageOptions,
+    finish_step,
+    load_state,
+    make_optimizer,
+)
+from fastvideo.shapes.pretrain.data import step_generator, step_rng
+from fastvideo.shapes.pretrain.video import evaluate_video, flow_loss, save_video_pipeline, stage_options
+from fastvideo.shapes.pretrain.video_components import (
     LLAMA_MAX_LENGTH,
     TEXT_DROPOUT,
     VIDEO_SHIFT,
     drop_prompts,
     motion_batch,
 )
-from fastvideo.shapes.motion import MOTION_SKILLS, sample_motion_prompts
-from fastvideo.shapes.motion_render import render_video
-from fastvideo.shapes.motion_verifier import verify_video
+from fastvideo.training.optim import EMA
 
-logger = logging.getLogger("fastvideo.pretrain")
+logger = logging.getLogger("fastvideo.shapes.pretrain")
 
 CFG_SCALE = 5.0
 """Real classifier-free guidance scale against the empty prompt at sampling (SkyReels-V1: 5)."""
@@ -122,7 +129,7 @@ def train_i2v(t2v: HunyuanVideoPipeline, options: StageOptions, work_dir: Path, 
     torch.manual_seed(options.seed)
     bundle = I2VBundle(expand_input_channels(t2v.transformer.float()), t2v.text_encoder, t2v.text_encoder_2)
     bundle = bundle.to(device).train()
-    ema, optimizer = EMA(bundle, options.ema_decay), make_optimizer(bundle, options)
+    ema, optimizer = EMA(bundle, options.ema_decay, warmup=True), make_optimizer(bundle, options)
     state_path = work_dir / "i2v" / "state.pt"
     start = load_state(state_path, bundle, ema, optimizer)
     vae = t2v.vae.to(device).float().eval().requires_grad_(False)
@@ -138,10 +145,11 @@ def train_i2v(t2v: HunyuanVideoPipeline, options: StageOptions, work_dir: Path, 
         loss = flow_loss(bundle, tokenizers, x0, texts, generator, condition=condition, guidance=EMBEDDED_GUIDANCE)
         grad_norm = finish_step(step, loss, bundle, optimizer, ema, options, state_path,
                                 snapshot=lambda done: save_i2v_pipeline(
-                                    ema.shadow, vae, tokenizers, work_dir / "i2v" / f"step_{done:06d}"))
+                                    ema.averaged_copy(bundle), vae, tokenizers,
+                                    work_dir / "i2v" / f"step_{done:06d}"))
         log.add(step, loss=loss.item(), grad_norm=grad_norm)
     log.close()
-    return ema.shadow
+    return ema.averaged_copy(bundle)
 
 
 def save_i2v_pipeline(bundle: I2VBundle, vae: AutoencoderKLHunyuanVideo, tokenizers: tuple, directory: Path) -> None:
@@ -168,15 +176,12 @@ def sample_i2v(adapter, texts: list[str], first_frames: torch.Tensor, seeds: lis
     """Euler ODE samples of our adapter, (B, T, 3, H, W) in [0, 1]; video i's noise from ``seeds[i]``."""
     from fastvideo.grpo.rollout import seeded_normal
     from fastvideo.grpo.sampler import FlowSampler
+    from fastvideo.inference.sampling import generate
 
     sampler = FlowSampler.build(steps, VIDEO_SHIFT, "ode", 0.0)
     adapter.set_first_frame_source(lambda prompts: first_frames)
-    cond = adapter.encode_prompts(texts)
-    x = seeded_normal(adapter.latent_shape(), seeds, adapter.device)
-    for i in range(sampler.num_steps):
-        velocity = adapter.predict(x, sampler.model_timestep(i, len(texts)).to(x.device), cond)
-        x = sampler.step(i, velocity, x, stochastic=False).prev_sample
-    return adapter.decode(x).float().cpu()
+    init = seeded_normal(adapter.latent_shape(), seeds, adapter.device)
+    return generate(adapter, adapter.encode_prompts(texts), init, sampler, mixed_precision="fp32")
 
 
 def build_i2v_adapter(model_dir: Path, device: str = "cpu", cfg_scale: float = CFG_SCALE):
@@ -312,4 +317,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from fastvideo.errors import run_cli
+
+    run_cli(main)

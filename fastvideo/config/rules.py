@@ -1,6 +1,8 @@
-"""Validation rules of the run configuration: every invalid value is reported with its field and why."""
+"""Validation rules of the run configuration: every invalid value is reported with its field and why.
 
-
+The choices of each option are the tuples defined beside the code that implements it (imported here,
+never copied). Imports go one way: this module reads ``schema`` and never ``loader``.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from fastvideo.config import (  # noqa: F401
+from fastvideo.config.schema import (  # noqa: F401
     CheckpointConfig,
     Config,
     DataConfig,
@@ -20,9 +22,18 @@ from fastvideo.config import (  # noqa: F401
     SamplerConfig,
     TrainConfig,
 )
+from fastvideo.distributed import MIXED_PRECISIONS
+from fastvideo.errors import UserError
+from fastvideo.grpo.advantage import ADVANTAGE_SCOPES
+from fastvideo.grpo.block_noise import block_noise_problem
+from fastvideo.grpo.plan import ODE_SOLVERS
+from fastvideo.grpo.sde import SDE_TYPES
+from fastvideo.grpo.window import STRATEGIES as WINDOW_STRATEGIES
+from fastvideo.models.base import DTYPES
+from fastvideo.rewards.reward_set import AGGREGATIONS, NAN_POLICIES
 
 
-class ConfigError(ValueError):
+class ConfigError(ValueError, UserError):
     """An unknown key, a value of the wrong type or an invalid value in a configuration."""
 
 
@@ -33,15 +44,16 @@ def _raise_problems(problems: list[str], source: str) -> None:
 
 
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "model.dtype": ("auto", "fp32", "bf16", "fp16"),
-    "sampler.sde_type": ("dance", "flow_grpo", "cps", "ode"),
-    "sampler.window_strategy": ("progressive", "frozen", "random"),
-    "sampler.ode_solver": ("euler", "dpm2"),
-    "grpo.advantage_scope": ("group", "global"),
-    "rewards.aggregation": ("sum", "advantage"),
-    "rewards.nan_policy": ("skip", "error"),
-    "train.mixed_precision": ("auto", "fp32", "bf16"),
+    "model.dtype": DTYPES,
+    "sampler.sde_type": SDE_TYPES,
+    "sampler.window_strategy": WINDOW_STRATEGIES,
+    "sampler.ode_solver": ODE_SOLVERS,
+    "grpo.advantage_scope": ADVANTAGE_SCOPES,
+    "rewards.aggregation": AGGREGATIONS,
+    "rewards.nan_policy": NAN_POLICIES,
+    "train.mixed_precision": MIXED_PRECISIONS,
 }
+"""Option -> its valid values: the implementing module's own tuple."""
 
 _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("model.name", lambda v: isinstance(v, str) and v.strip() != "", "must be a non-empty string"),
@@ -133,8 +145,9 @@ def validate(cfg: Config) -> Config:
     if cfg.sampler.window_size > cfg.sampler.num_steps - 1:
         problems.append(f"sampler.window_size: must be <= num_steps - 1 = {cfg.sampler.num_steps - 1} "
                         f"(the last step is never trained), got {cfg.sampler.window_size}")
-    if cfg.sampler.noise_block > 1 and cfg.sampler.sde_type != "dance":
-        problems.append(f"sampler.noise_block: block noise needs sampler.sde_type dance, got {cfg.sampler.sde_type!r}")
+    block_problem = block_noise_problem(cfg.sampler.noise_block, cfg.sampler.sde_type)
+    if block_problem:
+        problems.append(f"sampler.noise_block: {block_problem} (sampler.sde_type)")
     _raise_problems(problems, "")
     return cfg
 

@@ -1,9 +1,9 @@
-"""Shared training utilities: run options, LR schedule, EMA, resumable state, loss logging."""
+"""Shared training utilities: run options, LR schedule, resumable state (with the framework's EMA,
+``fastvideo.training.optim.EMA``), loss logging."""
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import math
 import os
@@ -15,7 +15,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-logger = logging.getLogger("fastvideo.pretrain")
+from fastvideo.training.optim import EMA
+
+logger = logging.getLogger("fastvideo.shapes.pretrain")
 
 
 @dataclass
@@ -43,29 +45,6 @@ def lr_factor(step: int, options: StageOptions) -> float:
     progress = min(1.0, (step - options.warmup) / max(1, options.steps - options.warmup))
     cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
     return options.final_lr_fraction + (1.0 - options.final_lr_fraction) * cosine
-
-
-class EMA:
-    """Exponential moving average of a module's parameters, with the usual (1 + n) / (10 + n) warm-up."""
-
-    def __init__(self, module: torch.nn.Module, decay: float):
-        self.decay = decay
-        self.shadow = copy.deepcopy(module).eval().requires_grad_(False)
-        self.updates = 0
-
-    @torch.no_grad()
-    def update(self, module: torch.nn.Module) -> None:
-        self.updates += 1
-        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        for ema_param, param in zip(self.shadow.parameters(), module.parameters()):
-            ema_param.lerp_(param.detach(), 1.0 - decay)
-
-    def state_dict(self) -> dict:
-        return {"shadow": self.shadow.state_dict(), "updates": self.updates}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.shadow.load_state_dict(state["shadow"])
-        self.updates = state["updates"]
 
 
 def make_optimizer(module: torch.nn.Module, options: StageOptions) -> torch.optim.Optimizer:
@@ -112,7 +91,7 @@ def load_state(path: Path, module: torch.nn.Module, ema: EMA, optimizer: torch.o
     """Restore a state written by ``save_state``; returns the step to continue from (0 if none)."""
     if not path.exists():
         return 0
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = torch.load(path, map_location="cpu", weights_only=True)  # tensors, numbers and dicts only
     module.load_state_dict(state["model"])
     ema.load_state_dict(state["ema"])
     optimizer.load_state_dict(state["optimizer"])
