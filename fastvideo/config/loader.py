@@ -23,18 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from fastvideo.config.rules import ConfigError, _raise_problems, validate
-from fastvideo.config.schema import (  # noqa: F401
-    CheckpointConfig,
-    Config,
-    DataConfig,
-    GRPOConfig,
-    LoggingConfig,
-    ModelConfig,
-    RewardsConfig,
-    RewardTermConfig,
-    SamplerConfig,
-    TrainConfig,
-)
+from fastvideo.config.schema import Config
 from fastvideo.utils import attribute_docstrings, deep_merge, format_value, yaml_load
 
 _NULL_STRINGS = frozenset({"null", "Null", "NULL", "none", "None", "~"})

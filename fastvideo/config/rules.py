@@ -10,18 +10,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from fastvideo.config.schema import (  # noqa: F401
-    CheckpointConfig,
-    Config,
-    DataConfig,
-    GRPOConfig,
-    LoggingConfig,
-    ModelConfig,
-    RewardsConfig,
-    RewardTermConfig,
-    SamplerConfig,
-    TrainConfig,
-)
+from fastvideo.config.schema import Config, RewardTermConfig
 from fastvideo.distributed import MIXED_PRECISIONS
 from fastvideo.errors import UserError
 from fastvideo.grpo.advantage import ADVANTAGE_SCOPES
