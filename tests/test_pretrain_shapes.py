@@ -150,3 +150,33 @@ def test_shipped_pipelines_load_offline_with_stock_classes_and_sample_64px():
     if (ASSETS / "sd").exists():
         sd_images = _sample_sd(ASSETS / "sd")
         assert sd_images.shape == (1, 3, 64, 64) and torch.isfinite(sd_images).all()
+
+
+def test_caption_noise_swaps_one_attribute_for_a_train_prompt_and_keeps_the_images():
+    from fastvideo.shapes.grammar import prompt_splits
+    from fastvideo.shapes.pretrain.data import caption_neighbours, scene_batch
+
+    train = {p.text for p in prompt_splits(0)[0]}
+    clean_prompts, clean_images = scene_batch(64, 3, 7)
+    noisy_prompts, noisy_images = scene_batch(64, 3, 7, caption_noise=0.5)
+    assert torch.equal(clean_images, noisy_images)  # rendered from the true prompts either way
+    changed = [(a, b) for a, b in zip(clean_prompts, noisy_prompts) if a != b]
+    assert 16 <= len(changed) <= 48  # about half of 64
+    for true, wrong in changed:
+        assert wrong in train and wrong in caption_neighbours()[true]
+        assert sum(x != y for x, y in zip(true.split(), wrong.split())) == 1 and len(true.split()) == len(wrong.split())
+    assert scene_batch(64, 3, 7, caption_noise=0.0)[0] == clean_prompts
+
+
+def test_init_from_loads_the_shipped_flux_weights(tmp_path):
+    from fastvideo.shapes.pretrain.components import FULL
+    from fastvideo.shapes.pretrain.images import tokenizers
+    from fastvideo.shapes.pretrain.train_flux import FluxBundle, load_flux_bundle
+
+    shipped = ASSETS / "flux"
+    bundle = load_flux_bundle(FluxBundle(FULL, *tokenizers()), shipped)
+    from diffusers import FluxTransformer2DModel
+
+    reference = FluxTransformer2DModel.from_pretrained(shipped, subfolder="transformer").float()
+    for name, value in reference.state_dict().items():
+        assert torch.equal(bundle.transformer.state_dict()[name], value), name

@@ -5,10 +5,12 @@ Each step's batch is a pure function of (seed, step), so a resumed run sees the 
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
-from fastvideo.shapes.grammar import sample_prompts
+from fastvideo.shapes.grammar import COLORS, PLURALS, SHAPES, prompt_splits, sample_prompts
 from fastvideo.shapes.render import render_prompt
 
 SPLIT_SEED = 0
@@ -32,12 +34,55 @@ def images_to_tensor(images: list[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()
 
 
-def scene_batch(batch_size: int, seed: int, step: int, image_size: int = 64) -> tuple[list[str], torch.Tensor]:
-    """``batch_size`` skill-balanced train prompts and one random rendering of each, in [-1, 1]."""
+def scene_batch(batch_size: int, seed: int, step: int, image_size: int = 64,
+                caption_noise: float = 0.0) -> tuple[list[str], torch.Tensor]:
+    """``batch_size`` skill-balanced train prompts and one random rendering of each, in [-1, 1].
+
+    ``caption_noise``: the fraction of captions replaced by a *wrong* one (``noisy_captions``): the image
+    is still rendered from the true prompt. The corruption draws from its own generator, so the
+    prompts and images of a step are the same whatever the rate."""
     rng = step_rng(seed, step)
     prompts = [p.text for p in sample_prompts(batch_size, rng, split="train", seed=SPLIT_SEED)]
     images = [render_prompt(text, rng, size=image_size) for text in prompts]
+    if caption_noise > 0:
+        prompts = noisy_captions(prompts, step_rng(seed, step, purpose=CAPTION_NOISE_PURPOSE), caption_noise)
     return prompts, images_to_tensor(images)
+
+
+CAPTION_NOISE_PURPOSE = 3
+
+
+def _swap_words() -> dict[str, list[str]]:
+    """Each attribute word and the words of its kind it may be swapped for (colours; shapes, same number)."""
+    groups = [list(COLORS), list(SHAPES), [PLURALS[s] for s in SHAPES]]
+    return {word: [other for other in group if other != word] for group in groups for word in group}
+
+
+@functools.lru_cache(maxsize=1)
+def caption_neighbours() -> dict[str, tuple[str, ...]]:
+    """For every train prompt, the train prompts that differ from it in exactly one attribute word
+    (one colour for another colour, or one shape for another shape): a caption that is wrong about
+    one attribute of an image it otherwise describes. Held-out compositions never appear."""
+    train = {p.text for p in prompt_splits(SPLIT_SEED)[0]}
+    swaps, out = _swap_words(), {}
+    for text in train:
+        words, options = text.split(), []
+        for i, word in enumerate(words):
+            options += [" ".join([*words[:i], other, *words[i + 1:]]) for other in swaps.get(word, ())]
+        out[text] = tuple(sorted(o for o in options if o in train))
+    return out
+
+
+def noisy_captions(prompts: list[str], rng: np.random.Generator, rate: float) -> list[str]:
+    """Replace each caption, with probability ``rate``, by a random ``caption_neighbours`` entry (the
+    alignment gap of web captions: most words right, one attribute wrong). Captions without a train
+    neighbour stay as they are."""
+    neighbours, out = caption_neighbours(), []
+    for text in prompts:
+        choices = neighbours.get(text, ())
+        flip = rng.random() < rate
+        out.append(choices[int(rng.integers(len(choices)))] if flip and choices else text)
+    return out
 
 
 def foreground_weight(images: torch.Tensor, background: torch.Tensor, boost: float) -> torch.Tensor:

@@ -52,6 +52,10 @@ def stage_options(stage: str, args: argparse.Namespace) -> StageOptions:
         options.batch_size = args.batch_size
     if args.lr is not None:
         options.lr = args.lr
+    if args.final_lr_fraction is not None:
+        options.final_lr_fraction = args.final_lr_fraction
+    if args.caption_noise:
+        options.extra["caption_noise"] = args.caption_noise
     options.checkpoint_every = args.checkpoint_every or min(options.checkpoint_every, options.steps)
     options.seed = args.seed
     return options
@@ -68,6 +72,16 @@ def load_vae(work_dir: Path) -> tuple[AutoencoderKL, dict]:
         raise FileNotFoundError(f"no trained VAE in {directory}: run --stage vae first")
     stats = json.loads((directory / "stats.json").read_text())
     return AutoencoderKL.from_pretrained(directory / "model").float(), stats
+
+
+def load_pipeline_vae(pipeline_dir: Path) -> tuple[AutoencoderKL, dict]:
+    """The VAE of a saved shapes pipeline (fp32) and the VAE statistics its ``pretrain.json`` recorded."""
+    info_path = pipeline_dir / "pretrain.json"
+    if not info_path.exists():
+        raise FileNotFoundError(f"{pipeline_dir} has no pretrain.json: --init_from takes a pipeline this "
+                                "command wrote (e.g. assets/shapes/flux)")
+    stats = json.loads(info_path.read_text())["vae_stats"]
+    return AutoencoderKL.from_pretrained(pipeline_dir / "vae").float(), stats
 
 
 def write_sampling_json(directory: Path, kwargs: dict, extra: dict) -> None:
@@ -89,12 +103,19 @@ def run_stage(stage: str, args: argparse.Namespace, sizes: ModelSizes) -> None:
     if stage == "vae":
         train_vae(sizes, options, work_dir)
         return
-    vae, stats = load_vae(work_dir)
+    init_from = Path(args.init_from) if args.init_from else None
+    if init_from and stage != "flux":
+        raise ValueError(f"--init_from continues the flux stage only, not {stage!r}: use --stage flux")
+    vae, stats = load_pipeline_vae(init_from) if init_from else load_vae(work_dir)
     extra = {"seed": args.seed, "steps": options.steps, "batch_size": options.batch_size, "lr": options.lr,
+             "final_lr_fraction": options.final_lr_fraction, "caption_noise": options.extra.get("caption_noise", 0.0),
              "vae_stats": stats}
+    if init_from:
+        extra["init_from"] = {"path": str(init_from), **json.loads((init_from / "pretrain.json").read_text())}
     if stage == "flux":
         toks = tokenizers()
-        bundle = train_flux(sizes, options, work_dir, vae, toks)
+        bundle = train_flux(sizes, options, work_dir, vae, toks, init_from=init_from,
+                            stage_name="flux_continued" if init_from else "flux")
         clear_target(output_dir / "flux")
         save_flux_pipeline(bundle, vae, toks, output_dir / "flux")
         write_sampling_json(output_dir / "flux", flux_sampling_kwargs(), extra)
@@ -141,6 +162,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true", help="tiny models, 2 steps: a plumbing check")
     parser.add_argument("--fresh", action="store_true", help="ignore saved training state")
     parser.add_argument("--ship", default=None, help="model:step - copy that snapshot to output_dir, no training")
+    parser.add_argument("--init_from", default=None,
+                        help="flux stage: continue pretraining from a saved pipeline directory (e.g. assets/shapes/flux) "
+                             "with a fresh optimiser; state and snapshots go to <work_dir>/flux_continued")
+    parser.add_argument("--caption_noise", type=float, default=0.0,
+                        help="flux stage: fraction of captions replaced by a train prompt wrong about one colour or "
+                             "shape (the image is rendered from the true prompt): a base with an alignment gap")
+    parser.add_argument("--final_lr_fraction", type=float, default=None,
+                        help="learning rate at the last step as a fraction of the peak (cosine; default 0.1)")
     return parser.parse_args(argv)
 
 

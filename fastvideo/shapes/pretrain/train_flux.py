@@ -81,25 +81,46 @@ def flux_loss(bundle: FluxBundle, tokenizers: tuple[CLIPTokenizer, T5Tokenizer],
     return (prediction - target).square().mean()
 
 
+def load_flux_bundle(bundle: FluxBundle, pipeline_dir: Path) -> FluxBundle:
+    """Copy the transformer and text encoders of a saved ``FluxPipeline`` directory into ``bundle`` (fp32)."""
+    from diffusers import FluxTransformer2DModel
+    from transformers import CLIPTextModel, T5EncoderModel
+
+    with quiet_diffusers():
+        parts = {"transformer": FluxTransformer2DModel.from_pretrained(pipeline_dir, subfolder="transformer"),
+                 "clip": CLIPTextModel.from_pretrained(pipeline_dir, subfolder="text_encoder"),
+                 "t5": T5EncoderModel.from_pretrained(pipeline_dir, subfolder="text_encoder_2")}
+    for name, module in parts.items():
+        getattr(bundle, name).load_state_dict(module.float().state_dict(), strict=True)
+    return bundle
+
+
 def train_flux(sizes: ModelSizes, options: StageOptions, work_dir: Path, vae: AutoencoderKL,
-               tokenizers: tuple[CLIPTokenizer, T5Tokenizer]) -> FluxBundle:
-    """Train (or resume) FLUX; writes pipeline snapshots to work_dir/flux/step_XXXXXX; returns the EMA."""
+               tokenizers: tuple[CLIPTokenizer, T5Tokenizer], init_from: Path | None = None,
+               stage_name: str = "flux") -> FluxBundle:
+    """Train (or resume) FLUX; writes pipeline snapshots to work_dir/<stage_name>/step_XXXXXX; returns the EMA.
+
+    ``init_from``: start from the weights of a saved pipeline (continued pretraining with a fresh
+    optimiser and schedule); a saved state in work_dir/<stage_name> still takes precedence (resume)."""
     torch.manual_seed(options.seed)
     bundle = FluxBundle(sizes, *tokenizers).train()
+    if init_from is not None:
+        load_flux_bundle(bundle, init_from)
     ema = EMA(bundle, options.ema_decay, warmup=True)
     optimizer = make_optimizer(bundle, options)
-    state_path = work_dir / "flux" / "state.pt"
+    state_path = work_dir / stage_name / "state.pt"
     start = load_state(state_path, bundle, ema, optimizer)
     vae = vae.eval().requires_grad_(False)
     log = LossLog("flux", options.steps, start, options.log_every)
     for step in range(start, options.steps):
-        prompts, images = scene_batch(options.batch_size, options.seed, step, IMAGE_SIZE)
+        prompts, images = scene_batch(options.batch_size, options.seed, step, IMAGE_SIZE,
+                                      caption_noise=options.extra.get("caption_noise", 0.0))
         generator = step_generator(options.seed, step, purpose=1)
         loss = flux_loss(bundle, tokenizers, flux_latents(vae, images, generator), prompts, generator)
         grad_norm = finish_step(step, loss, bundle, optimizer, ema, options, state_path,
                                 snapshot=lambda done: save_flux_pipeline(
                                     ema.averaged_copy(bundle), vae, tokenizers,
-                                    work_dir / "flux" / f"step_{done:06d}"))
+                                    work_dir / stage_name / f"step_{done:06d}"))
         log.add(step, loss=loss.item(), grad_norm=grad_norm)
     log.close()
     return ema.averaged_copy(bundle)
