@@ -26,19 +26,21 @@ from fastvideo.shapes.pretrain.train_flux import sample_flow_time
 
 @torch.no_grad()
 def clean_latents(adapter, images: Tensor, generator: torch.Generator) -> Tensor:
-    """Packed latents of images in [-1, 1] (a posterior sample, normalised as the adapter decodes)."""
+    """VAE latents (B, C, h, w) of images in [-1, 1]: a posterior sample, normalised as the adapter decodes."""
     vae = adapter.component("vae")
     z = vae.encode(images.to(adapter.device, adapter.dtype)).latent_dist.sample(generator).float()
     shift = adapter.vae_config.get("shift_factor") or 0.0
-    return adapter.pack((z - shift) * adapter.vae_config["scaling_factor"])
+    return (z - shift) * adapter.vae_config["scaling_factor"]
 
 
 def clean_flow_loss(adapter, prompts: list[str], images: Tensor, generator: torch.Generator,
                     cond: dict | None = None) -> Tensor:
-    """Rectified-flow loss of ``adapter.predict`` on clean renders (module docstring)."""
-    x0 = clean_latents(adapter, images, generator)
-    t = sample_flow_time(x0.shape[0], generator).to(x0.device)
-    noise = torch.randn(x0.shape, generator=generator).to(x0.device)
+    """Rectified-flow loss of ``adapter.predict`` on clean renders (module docstring); the random draws
+    (posterior sample, times, noise on the latent grid) are those of the pretraining loss."""
+    z0 = clean_latents(adapter, images, generator)
+    t = sample_flow_time(z0.shape[0], generator).to(z0.device)
+    noise = adapter.pack(torch.randn(z0.shape, generator=generator).to(z0.device))
+    x0 = adapter.pack(z0)
     xt = (1.0 - t.view(-1, 1, 1)) * x0 + t.view(-1, 1, 1) * noise
     if cond is None:
         with torch.no_grad():

@@ -66,6 +66,14 @@ def tokenizers():
     return build_clip_tokenizer(words), build_t5_tokenizer(words)
 
 
+def pipeline_tokenizers(pipeline_dir: Path):
+    """The (CLIP, T5) tokenizers saved in a shapes FLUX pipeline directory."""
+    from transformers import CLIPTokenizer, T5Tokenizer
+
+    return (CLIPTokenizer.from_pretrained(pipeline_dir, subfolder="tokenizer"),
+            T5Tokenizer.from_pretrained(pipeline_dir, subfolder="tokenizer_2"))
+
+
 def load_vae(work_dir: Path) -> tuple[AutoencoderKL, dict]:
     directory = work_dir / "vae"
     if not (directory / "model").exists():
@@ -113,7 +121,8 @@ def run_stage(stage: str, args: argparse.Namespace, sizes: ModelSizes) -> None:
     if init_from:
         extra["init_from"] = {"path": str(init_from), **json.loads((init_from / "pretrain.json").read_text())}
     if stage == "flux":
-        toks = tokenizers()
+        # continuing a pipeline: its own tokenizers (a rebuilt BPE may number the words differently)
+        toks = pipeline_tokenizers(init_from) if init_from else tokenizers()
         bundle = train_flux(sizes, options, work_dir, vae, toks, init_from=init_from,
                             stage_name="flux_continued" if init_from else "flux")
         clear_target(output_dir / "flux")
