@@ -180,3 +180,20 @@ def test_init_from_loads_the_shipped_flux_weights(tmp_path):
     reference = FluxTransformer2DModel.from_pretrained(shipped, subfolder="transformer").float()
     for name, value in reference.state_dict().items():
         assert torch.equal(bundle.transformer.state_dict()[name], value), name
+
+
+def test_a_stage_keeps_the_tokenizers_it_started_with(tmp_path):
+    from fastvideo.shapes.grammar import vocabulary
+    from fastvideo.shapes.pretrain.common import stage_tokenizers
+    from fastvideo.shapes.pretrain.components import build_clip_tokenizer
+
+    first = stage_tokenizers(tmp_path / "flux", lambda: (build_clip_tokenizer(vocabulary()),))[0]
+    # a resumed process may build another numbering (BpeTrainer breaks ties in hash order): use a
+    # deliberately different vocabulary to stand for it
+    other = stage_tokenizers(tmp_path / "flux", lambda: (build_clip_tokenizer(["zebra", "quartz"]),))[0]
+    text = "a red circle left of a blue square"
+    assert other(text).input_ids == first(text).input_ids
+    shipped = stage_tokenizers(tmp_path / "cont", lambda: (build_clip_tokenizer(["zebra"]),), ASSETS / "flux")[0]
+    from transformers import CLIPTokenizer
+
+    assert shipped(text).input_ids == CLIPTokenizer.from_pretrained(ASSETS / "flux", subfolder="tokenizer")(text).input_ids

@@ -141,3 +141,32 @@ class LossLog:
         """Close the bar; returns wall seconds since construction."""
         self.bar.close()
         return time.time() - self.started
+
+
+TOKENIZER_DIR = "tokenizers"
+
+
+def stage_tokenizers(stage_dir: Path, build: Callable[[], tuple], init_from: Path | None = None,
+                     subfolders: tuple[str, ...] = ("tokenizer", "tokenizer_2")) -> tuple:
+    """The tokenizers a stage trains with, fixed for the stage's whole life.
+
+    Saved to ``<stage_dir>/tokenizers/<i>`` when the stage starts (built by ``build()``, or, when it
+    continues the pipeline ``init_from``, that pipeline's own ``subfolders``) and loaded back on every
+    resume. Rebuilding is not safe: the CLIP BPE builder (``tokenizers``' BpeTrainer) breaks ties in
+    hash order, so a new process numbers the words differently (measured: "a" was token 260, 263 and
+    265 in three processes), and a resumed run would read its text encoder with other token ids.
+    """
+    built = build()
+    saved = stage_dir / TOKENIZER_DIR
+    if (saved / "0").exists():
+        return tuple(type(tok).from_pretrained(saved / str(i)) for i, tok in enumerate(built))
+    if init_from is not None:
+        chosen = tuple(type(tok).from_pretrained(init_from, subfolder=sub) for tok, sub in zip(built, subfolders))
+    else:
+        if (stage_dir / "state.pt").exists():
+            logger.warning("%s has a training state but no saved tokenizers (an older run): rebuilding them, "
+                           "their token ids may differ from the ones it was trained with", stage_dir)
+        chosen = built
+    for i, tok in enumerate(chosen):
+        tok.save_pretrained(saved / str(i))
+    return chosen

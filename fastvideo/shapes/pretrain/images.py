@@ -20,7 +20,7 @@ import torch
 from diffusers import AutoencoderKL
 
 from fastvideo.shapes.grammar import vocabulary
-from fastvideo.shapes.pretrain.common import StageOptions
+from fastvideo.shapes.pretrain.common import StageOptions, stage_tokenizers
 from fastvideo.shapes.pretrain.components import (
     FULL,
     SMOKE,
@@ -64,14 +64,6 @@ def stage_options(stage: str, args: argparse.Namespace) -> StageOptions:
 def tokenizers():
     words = vocabulary()
     return build_clip_tokenizer(words), build_t5_tokenizer(words)
-
-
-def pipeline_tokenizers(pipeline_dir: Path):
-    """The (CLIP, T5) tokenizers saved in a shapes FLUX pipeline directory."""
-    from transformers import CLIPTokenizer, T5Tokenizer
-
-    return (CLIPTokenizer.from_pretrained(pipeline_dir, subfolder="tokenizer"),
-            T5Tokenizer.from_pretrained(pipeline_dir, subfolder="tokenizer_2"))
 
 
 def load_vae(work_dir: Path) -> tuple[AutoencoderKL, dict]:
@@ -121,15 +113,14 @@ def run_stage(stage: str, args: argparse.Namespace, sizes: ModelSizes) -> None:
     if init_from:
         extra["init_from"] = {"path": str(init_from), **json.loads((init_from / "pretrain.json").read_text())}
     if stage == "flux":
-        # continuing a pipeline: its own tokenizers (a rebuilt BPE may number the words differently)
-        toks = pipeline_tokenizers(init_from) if init_from else tokenizers()
-        bundle = train_flux(sizes, options, work_dir, vae, toks, init_from=init_from,
-                            stage_name="flux_continued" if init_from else "flux")
+        stage_name = "flux_continued" if init_from else "flux"
+        toks = stage_tokenizers(work_dir / stage_name, tokenizers, init_from)
+        bundle = train_flux(sizes, options, work_dir, vae, toks, init_from=init_from, stage_name=stage_name)
         clear_target(output_dir / "flux")
         save_flux_pipeline(bundle, vae, toks, output_dir / "flux")
         write_sampling_json(output_dir / "flux", flux_sampling_kwargs(), extra)
     else:
-        clip_tokenizer = tokenizers()[0]
+        clip_tokenizer = stage_tokenizers(work_dir / "sd", lambda: tokenizers()[:1])[0]
         vae = sd_vae(vae, stats["sd_scaling_factor"])
         bundle = train_sd(sizes, options, work_dir, vae, clip_tokenizer)
         clear_target(output_dir / "sd")

@@ -57,6 +57,7 @@ from fastvideo.shapes.pretrain.common import (
     load_state,
     make_optimizer,
     quiet_diffusers,
+    stage_tokenizers,
 )
 from fastvideo.shapes.pretrain.components import build_clip_tokenizer
 from fastvideo.shapes.pretrain.data import step_generator, step_rng
@@ -317,7 +318,8 @@ def run_stage(stage: str, args: argparse.Namespace) -> None:
     if not (work_dir / "vae" / "model").exists():
         raise FileNotFoundError(f"no trained video VAE in {work_dir / 'vae'}: run --stage vae first")
     vae = AutoencoderKLHunyuanVideo.from_pretrained(work_dir / "vae" / "model").float()
-    tokenizers = video_tokenizers()
+    init_from = Path(options.extra["init_from"]) if options.extra.get("init_from") else None
+    tokenizers = stage_tokenizers(work_dir / stage, video_tokenizers, init_from)
     bundle = train_hunyuan(sizes, options, work_dir, vae, tokenizers, size, num_frames, args.device)
     if output_dir.exists():
         shutil.rmtree(output_dir)
