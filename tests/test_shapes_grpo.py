@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from fastvideo.shapes import policy_eval as shapes_eval
+from fastvideo.shapes.figure import Layout, tile_scale
 from fastvideo.shapes.grammar import SKILLS
 from fastvideo.shapes.policy_eval import EvalSettings, eval_prompts, evaluate_policy, grid_indices, shard
 from fastvideo.shapes.render import render_prompt
@@ -178,7 +179,7 @@ def test_vectorised_soft_areas_equal_the_per_component_areas():
     for image in (render, np.clip(blurred, 0, 1).astype(np.float32), rng.random((32, 32, 3)).astype(np.float32)):
         ids, colors = verifier._components(verifier.classify_pixels(image))
         areas = verifier._soft_areas(image, ids, verifier._ownership(ids), colors)
-        for index, area, _ in verifier._measure_components(image, ids, colors):
+        for index, area, *_ in verifier._measure_components(image, ids, colors):
             assert areas[index] == pytest.approx(area, rel=1e-5)
 
 
@@ -263,7 +264,8 @@ def check_artefacts(run_dir: Path, iterations: int, size: int, rows: int = 2) ->
     assert Image.open(run_dir / "training_curves.png").size[0] > 0
     prompts = eval_prompts(EvalSettings(num_prompts=12))
     columns = len(grid_indices([s for _, s in prompts], 1))
-    assert Image.open(run_dir / "before_after.png").size == (columns * size, rows * size)
+    tile = tile_scale(size) * size  # upscaled, labelled tiles (fastvideo.shapes.figure)
+    assert Image.open(run_dir / "before_after.png").size == Layout(rows, columns, tile).size()
     summary = json.loads((run_dir / "summary.json").read_text())
     assert {"base", "final", "gain", "eval", "grid_prompts", "seconds", "iterations"} <= set(summary)
     for policy in ("base", "final"):

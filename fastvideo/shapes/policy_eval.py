@@ -215,14 +215,30 @@ def write_records(records: list[dict], path: Path) -> None:
 
 
 def save_before_after(results: dict[str, EvalResult | None], prompts: list[str], path: Path,
-                      world: ImageWorld = IMAGE_WORLD) -> Path:
+                      world: ImageWorld = IMAGE_WORLD, indices: list[int] | None = None) -> Path:
     """Grid PNG (the motion world: a strip of frames, and ``<path>.gif``): one row per evaluated policy
-    (base, final[, final_ema]), one column per prompt; the row and column legend goes to ``<path>.txt``."""
-    rows = [(name, r.grid_images) for name, r in results.items() if r is not None]
+    (base, final[, final_ema]), one column per prompt; the row and column legend goes to ``<path>.txt``.
+
+    ``indices``: the evaluation positions of the columns (``grid_indices``); with them each tile's
+    verdict (``records[i]["correct"]``) and skill are shown (image world: frame green / red, prompt
+    above, policy and its held-out accuracy at the left) and listed in the legend."""
+    from fastvideo.shapes.figure import FigureLabels
+
+    rows = [(name, r) for name, r in results.items() if r is not None]
     path.parent.mkdir(parents=True, exist_ok=True)
-    world.save_figure([grid for _, grid in rows], path)
+    known = indices is not None and all(len(r.records) > max(indices, default=-1) for _, r in rows)
+    verdicts = [[float(r.records[i]["correct"]) for i in indices] if known else None for _, r in rows]
+    notes = [f"held-out acc {100 * r.summary['overall']['acc']:.1f}% (n={len(r.records)})" if r.records else ""
+             for _, r in rows]
+    skills = [rows[0][1].records[i]["skill"] for i in indices] if known and rows else []
+    labels = FigureLabels(columns=list(prompts), rows=[name for name, _ in rows], verdicts=verdicts,
+                          notes=notes, skills=skills)
+    world.save_figure([r.grid_images for _, r in rows], path, labels)
     legend = ["rows: " + ", ".join(name for name, _ in rows), "columns:"]
-    legend += [f"  {i}: {text}" for i, text in enumerate(prompts)]
+    for i, text in enumerate(prompts):
+        marks = "" if not known else "  [" + ", ".join(
+            f"{name} {'correct' if v[i] >= 0.5 else 'wrong'}" for (name, _), v in zip(rows, verdicts)) + "]"
+        legend.append(f"  {i}: {text}{marks}")
     path.with_suffix(".txt").write_text("\n".join(legend + world.legend()) + "\n")
     return path
 

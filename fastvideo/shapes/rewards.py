@@ -19,11 +19,17 @@ class ShapesVerifierReward(Reward):
     """Rule-based compositional reward of the shapes world (``fastvideo.shapes.verifier``).
 
     ``mode="score"``: the fraction of the prompt's claims the image satisfies, in [0, 1];
-    ``mode="binary"``: 1 if every claim holds else 0. Runs on the CPU whatever ``device`` says.
+    ``mode="binary"``: 1 if every claim holds else 0; ``mode="crisp"``: ``score`` with each satisfied
+    claim paid only the mean quality (colour close to the palette and uniform, mask close to the ideal
+    shape) of the shapes it names, so blobs the verifier accepts earn less than crisp shapes
+    (``crisp <= score``); ``mode="crisp_partial"``: the same quality weights on GenEval-style partial
+    credit (k of n shapes: 1 - |n - k| / n). Formulas: ``fastvideo.shapes.quality``. ``correct_batch``
+    (the held-out accuracy) stays the strict verdict in every mode. Runs on the CPU whatever
+    ``device`` says.
     """
 
     input_kind = "image"
-    modes = ("score", "binary")
+    modes = ("score", "binary", "crisp", "crisp_partial")
 
     def __init__(
         self, mode: str = "score", device: str | torch.device | None = "cpu", batch_size: int = 256
@@ -37,6 +43,10 @@ class ShapesVerifierReward(Reward):
         self._verify_batch = verify_batch
 
     def score_batch(self, images: Tensor, prompts: list[str]) -> Tensor:
+        if self.mode.startswith("crisp"):
+            from fastvideo.shapes.quality import crisp_batch
+
+            return crisp_batch(images, prompts, partial=self.mode == "crisp_partial")[0]
         scores, correct = self._verify_batch(images, prompts)
         chosen = scores if self.mode == "score" else correct
         return torch.as_tensor(chosen).float().reshape(-1)

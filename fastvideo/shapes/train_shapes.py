@@ -15,7 +15,8 @@ Steps: build ``GRPOTrainer(cfg)`` -> evaluate the base policy on the held-out pr
 -> evaluate the final policy (and its EMA weights when ``train.ema_decay`` > 0) -> write, into the
 run directory (``--output_dir``): ``metrics.jsonl`` (the trainer's), ``reward_curve.png`` and
 ``training_curves.png``, ``before_after.png`` (+ ``.txt`` legend; rows base / final [/ final_ema],
-columns fixed held-out prompts and seeds; videos: first / middle / last frames per cell, and the
+columns fixed held-out prompts and seeds; images: upscaled, each column's prompt above it and each
+tile framed green / red by its verdict; videos: first / middle / last frames per cell, and the
 animated ``before_after.gif``), ``eval_<policy>.jsonl`` (per-sample verdicts) and ``summary.json``
 (per-skill accuracy ± s.e., mean score, no-shape fraction, paired gains, times).
 
@@ -145,7 +146,7 @@ def write_artefacts(trainer, results: dict, settings, seconds: dict, world=None)
     prompts = eval_prompts(settings, world)
     picks = grid_indices([s for _, s in prompts], settings.grid_per_skill, world.skills)
     columns = [prompts[i][0] for i in picks]
-    save_before_after(results, columns, run_dir / "before_after.png", world)
+    save_before_after(results, columns, run_dir / "before_after.png", world, picks)
     extra = {"grid_prompts": columns, "iterations": trainer.iteration, "seconds": seconds,
              "model": trainer.cfg.model.path or ("tiny " + trainer.cfg.model.name),
              "world_size": trainer.env.world_size}

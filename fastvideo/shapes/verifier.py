@@ -229,8 +229,9 @@ def _soft_areas(pixels: np.ndarray, ids: np.ndarray, owner: np.ndarray, colors: 
 
 def _measure_components(
     pixels: np.ndarray, ids: np.ndarray, colors: list[int], min_area: float = 0.0
-) -> list[tuple[int, float, dict]]:
-    """(component id, soft area, moment features) for every component of ``ids``.
+) -> list[tuple[int, float, dict, tuple[slice, slice], np.ndarray, np.ndarray]]:
+    """(component id, soft area, moment features, window, soft coverage, hard mask) for every
+    component of ``ids``; the last two are arrays over the window (the slices of the pixels it owns).
 
     With ``min_area`` > 0, components whose vectorised soft area is clearly below it (by more than
     float rounding, SPECK_PREFILTER_MARGIN) are skipped without being measured: on a noisy image
@@ -251,8 +252,48 @@ def _measure_components(
         if area <= 0:
             continue
         ys, xs = np.mgrid[box[0], box[1]].astype(np.float32) + 0.5
-        measured.append((index, area, shape_features(coverage, area, xs, ys)))
+        measured.append((index, area, shape_features(coverage, area, xs, ys), box, coverage, mask))
     return measured
+
+
+@dataclass
+class Region:
+    """Where a detection lies: ``window`` (row, column slices of the image), its soft coverage map and
+    its hard colour pixels over that window (see the module docstring, steps 2-3)."""
+
+    detection: Detection
+    window: tuple[slice, slice]
+    coverage: np.ndarray
+    mask: np.ndarray
+
+
+def detect_regions(image) -> list[Region]:
+    """``detect``'s shapes with their coverage maps (used by ``fastvideo.shapes.quality``)."""
+    pixels = to_hwc_float(image)
+    height, width, _ = pixels.shape
+    ids, colors = _components(classify_pixels(pixels))
+    min_area = MIN_AREA_FRAC * height * width
+    measured = _measure_components(pixels, ids, colors, min_area)
+    kept = [entry[0] for entry in measured if entry[1] >= min_area]
+    if len(kept) < len(colors) - 1:  # some component was a speck (pre-filtered or measured)
+        ids = np.where(np.isin(ids, kept), ids, 0)
+        measured = _measure_components(pixels, ids, colors)
+    return [
+        Region(
+            Detection(
+                _COLOR_NAMES[colors[index]],
+                classify_kind(features),
+                (features["cx"], features["cy"]),
+                area,
+                features,
+            ),
+            box,
+            coverage,
+            mask,
+        )
+        for index, area, features, box, coverage, mask in measured
+        if area >= min_area
+    ]
 
 
 def detect(image) -> list[Detection]:
@@ -261,26 +302,7 @@ def detect(image) -> list[Detection]:
     Components whose soft area is below the speck threshold are removed and the survivors measured
     again, so that specks do not claim the blurred rims of real shapes.
     """
-    pixels = to_hwc_float(image)
-    height, width, _ = pixels.shape
-    ids, colors = _components(classify_pixels(pixels))
-    min_area = MIN_AREA_FRAC * height * width
-    measured = _measure_components(pixels, ids, colors, min_area)
-    kept = [index for index, area, _ in measured if area >= min_area]
-    if len(kept) < len(colors) - 1:  # some component was a speck (pre-filtered or measured)
-        ids = np.where(np.isin(ids, kept), ids, 0)
-        measured = _measure_components(pixels, ids, colors)
-    return [
-        Detection(
-            _COLOR_NAMES[colors[index]],
-            classify_kind(features),
-            (features["cx"], features["cy"]),
-            area,
-            features,
-        )
-        for index, area, features in measured
-        if area >= min_area
-    ]
+    return [region.detection for region in detect_regions(image)]
 
 
 def _check_claims(

@@ -4,7 +4,8 @@ One evaluation loop (``fastvideo.shapes.policy_eval``), two small worlds:
 
 - ``image`` (text-to-image adapters): ``num_prompts`` skill-balanced draws from the grammar's held-out
   split (``fastvideo.shapes.pretrain.base_eval.heldout_prompts``, the image model card's evaluation), checked
-  by ``verifier.verify``; the before/after figure is an image grid (rows policies, columns prompts).
+  by ``verifier.verify``; the before/after figure is an image grid (rows policies, columns prompts),
+  upscaled, with each column's prompt, each row's name and each tile's verdict (``figure.py``).
 - ``motion`` (video adapters, ``model.num_frames > 1``): ``sample_motion_prompts(num,
   default_rng(seed), split="heldout")``, the very draws of ``fastvideo.shapes.pretrain.video.evaluate_video``
   (same default ``num`` = 200 and seed, so the prompts are those of the video model card), checked by
@@ -58,11 +59,12 @@ class ImageWorld:
         verdict = verify(sample, text)
         return verdict.score, verdict.correct, verdict.num_detected
 
-    def save_figure(self, grids: list[torch.Tensor], path: Path) -> list[Path]:
-        """``path`` (PNG): one row per policy's (K, 3, H, W) images."""
-        from fastvideo.training.metrics import image_grid
+    def save_figure(self, grids: list[torch.Tensor], path: Path, labels=None) -> list[Path]:
+        """``path`` (PNG): one row per policy's (K, 3, H, W) images, upscaled and labelled
+        (``fastvideo.shapes.figure``: prompts above, policy names left, verdict frames)."""
+        from fastvideo.shapes.figure import annotated_grid
 
-        image_grid(torch.cat(grids), len(grids)).save(path)
+        annotated_grid(grids, labels).save(path)
         return [path]
 
     def legend(self) -> list[str]:
@@ -96,8 +98,9 @@ class MotionWorld(ImageWorld):
         verdict = verify_video(sample, text)
         return verdict.score, verdict.correct, max(len(frame) for frame in verdict.detections)
 
-    def save_figure(self, grids: list[torch.Tensor], path: Path) -> list[Path]:
-        """``path`` (PNG strip of first / middle / last frames) and ``path``.gif (the animated table)."""
+    def save_figure(self, grids: list[torch.Tensor], path: Path, labels=None) -> list[Path]:
+        """``path`` (PNG strip of first / middle / last frames) and ``path``.gif (the animated table);
+        ``labels`` are not drawn (the ``.txt`` legend names rows, columns and verdicts)."""
         from PIL import Image
 
         from fastvideo.inference.video import assemble_grid, frame_strip, to_uint8, write_animation
