@@ -80,21 +80,22 @@ class Runs:
     rng_resumed: tuple
 
 
-def _configs(root: Path, env) -> tuple:
+def _configs(root: Path, env, overrides: dict) -> tuple:
     """The three runs' configs. Every rank writes the same prompt files (``toy_config``): one rank after
     the other, and before any trainer reads them."""
     from fastvideo.distributed import barrier
 
     for rank in range(env.world_size if env else 1):
         if env is None or env.rank == rank:
-            configs = (resume_config(root / "a"), resume_config(root / "b"),
-                       resume_config(root / "b", checkpoint__resume="auto"))
+            configs = (resume_config(root / "a", **overrides), resume_config(root / "b", **overrides),
+                       resume_config(root / "b", checkpoint__resume="auto", **overrides))
         barrier()
     return configs
 
 
-def straight_and_resumed(root: Path, env=None) -> Runs:
-    straight_cfg, killed_cfg, resume_cfg = _configs(root, env)
+def straight_and_resumed(root: Path, env=None, **overrides) -> Runs:
+    """``overrides``: config fields on top of ``resume_config``'s (e.g. another objective)."""
+    straight_cfg, killed_cfg, resume_cfg = _configs(root, env, overrides)
     straight, seen_a, _ = run(straight_cfg, env)
     rng_a = rng_snapshot()
     _, seen_b, _ = run(killed_cfg, env, kill_at=KILL_AT)
@@ -127,8 +128,8 @@ def _diff(a, b, path: str, out: list[str]) -> None:
 
 
 def differences(a, b) -> list[str]:
-    """Where two trainers' states differ: weights, AdamW state, EMA, LR schedule, tracker, iteration
-    (this rank's shards under FSDP2)."""
+    """Where two trainers' states differ: weights, AdamW state, EMA, LR schedule, tracker, iteration, the
+    NFT old policy (this rank's shards under FSDP2)."""
     out: list[str] = []
     _diff(dict(a.model.named_parameters()), dict(b.model.named_parameters()), "model", out)
     _diff(a.optimizer.state_dict(), b.optimizer.state_dict(), "optim", out)
@@ -136,6 +137,8 @@ def differences(a, b) -> list[str]:
     _diff(a.lr_scheduler.state_dict(), b.lr_scheduler.state_dict(), "lr_scheduler", out)
     _diff(a.tracker.state_dict(), b.tracker.state_dict(), "tracker", out)
     _diff(a.iteration, b.iteration, "iteration", out)
+    if a.old_policy is not None or b.old_policy is not None:  # DiffusionNFT's old policy
+        _diff(a.old_policy.state_dict(), b.old_policy.state_dict(), "old_policy", out)
     return out
 
 

@@ -64,6 +64,22 @@ def test_run_resumed_mid_window_equals_the_uninterrupted_run_bit_for_bit(tmp_pat
     assert torch.equal(rng_a[0], rng_b[0]) and rng_a[1:] == rng_b[1:]
 
 
+def test_nft_run_resumed_mid_run_equals_the_uninterrupted_run_with_its_old_policy(tmp_path):
+    """DiffusionNFT's old policy (a SoftCopy) is a checkpointed state: without it a resumed run would restart
+    it from the current weights. A fast decay (0.2 per optimizer step) keeps it well apart from the model."""
+    runs = straight_and_resumed(tmp_path, grpo__objective="nft", sampler__sde_type="ode",
+                                sampler__init_same_noise=False, grpo__forward_timesteps=3,
+                                grpo__nft_old_decay_rate=0.2, grpo__nft_old_decay_max=0.9)
+    assert runs.resumed_from == 2
+    assert sorted(saved_keys(tmp_path / "b" / "run" / "checkpoints" / "iter-000002")) == sorted(
+        [*TRAINER_KEYS, "old_policy"])
+    assert differences(runs.straight, runs.resumed) == []  # weights, AdamW, EMA, ..., the old policy (torch.equal)
+    old, model = runs.straight.old_policy, dict(runs.straight.model.named_parameters())
+    assert old.steps == ITERATIONS and old.current_decay() == pytest.approx(0.9)
+    assert all(not torch.equal(old.state_dict()[n], model[n].detach()) for n in old.names)
+    assert metrics_records(runs.resumed) == metrics_records(runs.straight)
+
+
 def _tiny_model(seed: int) -> nn.Module:
     torch.manual_seed(seed)
     model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))

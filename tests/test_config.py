@@ -232,6 +232,12 @@ INVALID = [
     ("rewards.terms.0.weight", ".inf"),
     ("train.ema_decay", "1.0"),
     ("train.ema_decay", "-0.5"),
+    ("grpo.objective", "ppo"),
+    ("grpo.forward_timesteps", "-1"),
+    ("grpo.nft_beta", "0"),
+    ("grpo.nft_old_decay_rate", "-0.001"),
+    ("grpo.nft_old_decay_max", "1.0"),
+    ("train.passes_per_rollout", "0"),
 ]
 
 
@@ -272,6 +278,7 @@ def test_choices_are_the_tuples_of_the_implementing_code():
     from fastvideo.config import rules
     from fastvideo.distributed import MIXED_PRECISIONS
     from fastvideo.grpo.advantage import ADVANTAGE_SCOPES
+    from fastvideo.grpo.forward import OBJECTIVES
     from fastvideo.grpo.plan import ODE_SOLVERS
     from fastvideo.grpo.sde import SDE_TYPES
     from fastvideo.grpo.window import STRATEGIES
@@ -280,7 +287,7 @@ def test_choices_are_the_tuples_of_the_implementing_code():
 
     expected = {
         "model.dtype": DTYPES, "sampler.sde_type": SDE_TYPES, "sampler.window_strategy": STRATEGIES,
-        "sampler.ode_solver": ODE_SOLVERS, "grpo.advantage_scope": ADVANTAGE_SCOPES,
+        "sampler.ode_solver": ODE_SOLVERS, "grpo.advantage_scope": ADVANTAGE_SCOPES, "grpo.objective": OBJECTIVES,
         "rewards.aggregation": AGGREGATIONS, "rewards.nan_policy": NAN_POLICIES,
         "train.mixed_precision": MIXED_PRECISIONS,
     }  # fmt: skip
@@ -507,3 +514,26 @@ def test_block_noise_rule_is_the_samplers_own():
 
     with pytest.raises(ValueError, match="needs the 'dance' SDE"):
         FlowSampler.for_model(Model(), 4, sde_type="cps", noise_block=2)
+
+
+@pytest.mark.parametrize("objective", ["nft", "awm", "rft"])
+def test_forward_objectives_reject_a_deterministic_rollout_from_shared_noise(objective):
+    with pytest.raises(ConfigError, match="sampler.init_same_noise: .* all 12 samples of a group identical"):
+        load_config(None, ["--grpo.objective", objective, "--sampler.sde_type", "ode"])
+    with pytest.raises(ConfigError, match="sampler.init_same_noise: .*eta 0.0"):
+        load_config(None, ["--grpo.objective", objective, "--sampler.eta", "0"])
+    load_config(None, ["--grpo.objective", objective, "--sampler.sde_type", "ode", "--sampler.init_same_noise", "false"])
+    load_config(None, ["--grpo.objective", objective])  # an SDE rollout differs within a group
+    cfg = load_config(None, ["--grpo.objective", objective, "--grpo.forward_timesteps", "3", "--train.passes_per_rollout",
+                             "2", "--grpo.drop_constant_groups", "true", "--sampler.init_same_noise", "false"])
+    assert (cfg.grpo.forward_timesteps, cfg.train.passes_per_rollout, cfg.grpo.drop_constant_groups) == (3, 2, True)
+
+
+def test_new_objective_fields_default_to_todays_grpo():
+    cfg = Config()
+    assert (cfg.grpo.objective, cfg.grpo.forward_timesteps, cfg.grpo.drop_constant_groups) == ("grpo", 0, False)
+    assert (cfg.grpo.nft_beta, cfg.grpo.nft_old_decay_rate, cfg.grpo.nft_old_decay_max) == (1.0, 0.001, 0.5)
+    assert cfg.train.passes_per_rollout == 1
+    load_config(None, ["--sampler.sde_type", "ode"])  # grpo keeps accepting what it accepted (it trains nothing)
+    with pytest.raises(ConfigError, match="grpo.forward_timesteps: used by the forward-process objectives"):
+        load_config(None, ["--grpo.forward_timesteps", "4"])

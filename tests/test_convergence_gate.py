@@ -10,6 +10,14 @@ three iterations over the first iteration by ``MARGIN``. Measured when written (
 iterations, 8-38 s per option): dance -0.89 -> -0.19, flow_grpo -> -0.34, cps -> -0.53, progressive
 window -> -0.19, random window -> -0.18, Flash and Flash* -> -0.25, KL 0.01 -> -0.67, LoRA (lr 1e-2)
 -> -0.24, per-prompt stat tracking -> -0.38, SD DDIM-SDE -0.88 -> -0.30.
+The forward-process objectives roll out with the ODE from independent noise per sample (``ODE``); measured
+(one thread, first iteration -> mean of the last three): DiffusionNFT -0.89 -> -0.19 (30 s), NFT with beta 0.1
+and 2 passes -> -0.57, AWM -> -0.16 (19 s), AWM with 2 passes -> -0.16, RFT (lr 3e-4) -> -0.54 (at lr 1e-3:
+-0.67), SD DDIM: NFT -0.87 -> -0.49 (75 s), AWM -> -0.60 (46 s); GRPO with drop_constant_groups -> -0.19,
+GRPO with 2 passes (lr 5e-4, clip 1e-2) -> -0.68.
+More than one optimizer step per iteration is weak here: GRPO with 2 passes at lr 1e-3 reaches only -0.77
+(updates_per_iteration 2: -0.84) and NFT with beta 1 and 2 passes -0.85, since the second pass's gradient
+points back to the old policy (cosine -0.3 to -0.5 with the first): NFT's proximal pull grows with beta.
 A sign error, a detached loss, a wrong log-prob or a broken window plan fails here even when the
 conformance invariants (ratio 1, parameters change) still hold.
 """
@@ -27,6 +35,9 @@ REPO = Path(__file__).resolve().parents[1]
 ITERATIONS = 15
 MARGIN = 0.15
 
+ODE = ["--sampler.sde_type", "ode", "--sampler.init_same_noise", "false"]
+SD = ["--model.name", "sd", "--model.path", "assets/shapes/sd", "--model.guidance_scale", "5.0"]
+
 OPTIONS = {
     "dance": [],
     "flow_grpo": ["--sampler.sde_type", "flow_grpo", "--sampler.eta", "0.7"],
@@ -42,6 +53,15 @@ OPTIONS = {
     "stat_tracking": ["--grpo.per_prompt_stat_tracking", "true"],
     "sd_ddim": ["--model.name", "sd", "--model.path", "assets/shapes/sd", "--model.guidance_scale", "5.0",
                 "--sampler.eta", "1.0"],
+    "drop_constant_groups": ["--grpo.drop_constant_groups", "true"],
+    "passes_2": ["--train.passes_per_rollout", "2", "--train.lr", "5e-4", "--grpo.clip_range", "1e-2"],
+    "nft": ["--grpo.objective", "nft", *ODE],
+    "nft_beta_passes_2": ["--grpo.objective", "nft", "--grpo.nft_beta", "0.1", "--train.passes_per_rollout", "2", *ODE],
+    "awm": ["--grpo.objective", "awm", *ODE],
+    "awm_passes_2": ["--grpo.objective", "awm", "--train.passes_per_rollout", "2", *ODE],
+    "rft": ["--grpo.objective", "rft", "--train.lr", "3e-4", *ODE],
+    "sd_nft": [*SD, "--grpo.objective", "nft", *ODE],
+    "sd_awm": [*SD, "--grpo.objective", "awm", *ODE],
 }
 
 

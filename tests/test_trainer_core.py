@@ -262,3 +262,88 @@ def test_trainer_turns_rewards_into_advantages_by_the_configured_aggregation(tmp
     assert not torch.allclose(per_reward, of_total)  # the two aggregations differ on these rewards
     expected = per_reward if aggregation == "advantage" else of_total
     torch.testing.assert_close(trainer.last_advantages, expected, rtol=0, atol=1e-6)
+
+
+# --- which samples are trained, and how often ------------------------------------------------------
+
+class _FirstGroupConstant:
+    """Brightness, except that the first group of every batch (the first G samples) scores 0.25."""
+
+    weights = {"brightness": 1.0}
+
+    def __init__(self, group_size: int, all_constant: bool = False):
+        self.group_size, self.all_constant = group_size, all_constant
+
+    def __call__(self, images, prompts):
+        r = images.float().flatten(1).mean(1).cpu()
+        r[: len(r) if self.all_constant else self.group_size] = 0.25
+        return r, {"brightness": r}
+
+
+def _spy_on_updates(monkeypatch):
+    """Record the sample identities each update of the trainer receives."""
+    import fastvideo.training.trainer as trainer_module
+
+    seen = []
+    for name in ("run_update", "run_forward_update"):
+        real = getattr(trainer_module, name)
+
+        def spy(*args, _real=real, **kwargs):
+            ids = args[2] if _real.__name__ == "run_forward_update" else None
+            x0 = getattr(args[0], "final_latents", args[0])  # a Rollout (grpo) or the final latents
+            seen.append((x0, args[1], ids))
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(trainer_module, name, spy)
+    return seen
+
+
+@pytest.mark.parametrize("objective", ["grpo", "nft"])
+def test_drop_constant_groups_trains_only_groups_with_reward_spread(tmp_path, monkeypatch, objective):
+    seen = _spy_on_updates(monkeypatch)
+    forward = {"grpo__objective": objective, "sampler__sde_type": "ode", "sampler__init_same_noise": False} \
+        if objective != "grpo" else {}
+    trainer = toy_trainer(toy_config(tmp_path, grpo__drop_constant_groups=True, **forward),
+                          rewards=_FirstGroupConstant(4))
+    metrics = trainer.train_iteration()
+    assert metrics["groups_dropped"] == 1 and metrics["samples_trained"] == 4
+    x0, adv, ids = seen[-1]
+    assert len(x0) == len(adv) == 4  # the second group's samples only
+    torch.testing.assert_close(adv, trainer.last_advantages[4:])
+    if ids is not None:
+        assert ids.sample_index.tolist() == [0, 1, 2, 3] and ids.local_prompt.tolist() == [1] * 4
+    kept = toy_trainer(toy_config(tmp_path / "all", **forward), rewards=_FirstGroupConstant(4)).train_iteration()
+    assert kept["samples_trained"] == 8 and "groups_dropped" not in kept
+
+
+@pytest.mark.parametrize("objective", ["grpo", "nft"])
+def test_all_groups_constant_takes_no_optimizer_step(tmp_path, objective):
+    forward = {"grpo__objective": objective, "sampler__sde_type": "ode", "sampler__init_same_noise": False} \
+        if objective != "grpo" else {}
+    trainer = toy_trainer(toy_config(tmp_path, grpo__drop_constant_groups=True, **forward),
+                          rewards=_FirstGroupConstant(4, all_constant=True))
+    before = _params(trainer.model)
+    metrics = trainer.train_iteration()
+    assert metrics["groups_dropped"] == 2 and metrics["samples_trained"] == 0 and metrics["optimizer_steps"] == 0
+    assert all(torch.equal(before[n], p.detach()) for n, p in trainer.model.named_parameters())
+    kept = toy_trainer(toy_config(tmp_path / "all", **forward), rewards=_FirstGroupConstant(4, all_constant=True))
+    assert kept.train_iteration()["optimizer_steps"] == 1  # without the option the zero-advantage samples cost a step
+
+
+@pytest.mark.parametrize("objective", ["grpo", "awm"])
+def test_passes_per_rollout_take_passes_times_the_optimizer_steps(tmp_path, objective):
+    forward = {"grpo__objective": objective, "sampler__sde_type": "ode", "sampler__init_same_noise": False} \
+        if objective != "grpo" else {}
+    one = toy_trainer(toy_config(tmp_path / "one", train__updates_per_iteration=2, **forward))
+    two = toy_trainer(toy_config(tmp_path / "two", train__updates_per_iteration=2, train__passes_per_rollout=2,
+                                 **forward))
+    m1, m2 = one.train_iteration(), two.train_iteration()
+    assert (m1["optimizer_steps"], m2["optimizer_steps"]) == (2, 4)
+    assert m2["calls/train"] == 2 * m1["calls/train"]
+    steps = {int(s["step"]) for s in two.optimizer.state.values()}
+    assert steps == {4}  # AdamW stepped 4 times
+    assert two.lr_scheduler.last_epoch == 4
+    assert one.lr_scheduler.last_epoch == 2
+    assert any(not torch.equal(p, q) for p, q in zip(one.model.parameters(), two.model.parameters()))
+    if objective == "grpo":
+        assert m2["ratio_max"] > 1.0 + 1e-7  # off-policy in the second pass (the PPO clip keeps it valid)

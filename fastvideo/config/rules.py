@@ -15,7 +15,9 @@ from fastvideo.distributed import MIXED_PRECISIONS
 from fastvideo.errors import UserError
 from fastvideo.grpo.advantage import ADVANTAGE_SCOPES
 from fastvideo.grpo.block_noise import block_noise_problem
+from fastvideo.grpo.forward import OBJECTIVE_SPECS, OBJECTIVES
 from fastvideo.grpo.plan import ODE_SOLVERS
+from fastvideo.grpo.sampler import deterministic_rollout
 from fastvideo.grpo.sde import SDE_TYPES
 from fastvideo.grpo.window import STRATEGIES as WINDOW_STRATEGIES
 from fastvideo.models.base import DTYPES
@@ -38,6 +40,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "sampler.window_strategy": WINDOW_STRATEGIES,
     "sampler.ode_solver": ODE_SOLVERS,
     "grpo.advantage_scope": ADVANTAGE_SCOPES,
+    "grpo.objective": OBJECTIVES,
     "rewards.aggregation": AGGREGATIONS,
     "rewards.nan_policy": NAN_POLICIES,
     "train.mixed_precision": MIXED_PRECISIONS,
@@ -68,6 +71,10 @@ _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("grpo.timestep_fraction", lambda v: 0 < v <= 1, "must be in (0, 1]"),
     ("grpo.kl_coef", lambda v: v >= 0, "must be >= 0"),
     ("grpo.train_best_of", lambda v: v == 0 or v >= 2, "must be 0 (train all) or >= 2"),
+    ("grpo.forward_timesteps", lambda v: v >= 0, "must be >= 0 (0 = the objective's published value)"),
+    ("grpo.nft_beta", lambda v: v > 0, "must be > 0"),
+    ("grpo.nft_old_decay_rate", lambda v: v >= 0, "must be >= 0"),
+    ("grpo.nft_old_decay_max", lambda v: 0 <= v < 1, "must be in [0, 1)"),
     ("rewards.terms", lambda v: len(v) > 0, "must name at least one reward"),
     ("train.max_iterations", lambda v: v >= 0, "must be >= 0"),
     ("train.max_minutes", lambda v: v >= 0, "must be >= 0 (0 = no time budget)"),
@@ -75,6 +82,7 @@ _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("train.rollout_batch_size", lambda v: v >= 0, "must be >= 0 (0 = whole iteration at once)"),
     ("train.train_batch_size", lambda v: v >= 1, "must be >= 1"),
     ("train.updates_per_iteration", lambda v: v >= 1, "must be >= 1"),
+    ("train.passes_per_rollout", lambda v: v >= 1, "must be >= 1"),
     ("train.lr", lambda v: v > 0, "must be > 0"),
     ("train.weight_decay", lambda v: v >= 0, "must be >= 0"),
     (
@@ -137,7 +145,24 @@ def validate(cfg: Config) -> Config:
     block_problem = block_noise_problem(cfg.sampler.noise_block, cfg.sampler.sde_type)
     if block_problem:
         problems.append(f"sampler.noise_block: {block_problem} (sampler.sde_type)")
+    problems.extend(_objective_problems(cfg))
     _raise_problems(problems, "")
     return cfg
 
 
+def _objective_problems(cfg: Config) -> list[str]:
+    """Cross-field rules of ``grpo.objective`` and the rollout it needs."""
+    s, objective = cfg.sampler, OBJECTIVE_SPECS.get(cfg.grpo.objective)
+    if objective is None:
+        return []
+    problems = []
+    if objective.forward_process and deterministic_rollout(s.sde_type, s.eta) and s.init_same_noise:
+        problems.append(f"sampler.init_same_noise: grpo.objective {objective.name!r} with a deterministic rollout "
+                        f"(sampler.sde_type {s.sde_type!r}, eta {s.eta}) from noise shared in a group makes all "
+                        f"{cfg.grpo.group_size} samples of a group identical (zero advantages, nothing to learn): "
+                        "set sampler.init_same_noise false")
+    if not objective.forward_process and cfg.grpo.forward_timesteps:
+        problems.append(f"grpo.forward_timesteps: used by the forward-process objectives (nft | awm | rft) only; "
+                        f"objective {objective.name!r} trains floor((S-1) * grpo.timestep_fraction) steps per "
+                        f"sample, got {cfg.grpo.forward_timesteps}")
+    return problems

@@ -105,6 +105,25 @@ class GRPOConfig:
     """Weight of the closed-form KL to the reference (base) policy; 0 disables it."""
     train_best_of: int = 0
     """Train only the k/2 best and k/2 worst samples of each group by advantage (DanceGRPO video: 8 of 24); 0 = all."""
+    objective: str = "grpo"
+    """Training objective: grpo (PPO-clipped likelihood ratio of the SDE steps) | nft (DiffusionNFT) | awm (Advantage
+    Weighted Matching) | rft (flow-matching loss on the samples with positive advantage). nft/awm/rft train on the
+    forward process of each sample's final latent (fastvideo.grpo.forward); roll out with sampler.sde_type ode and
+    init_same_noise false."""
+    forward_timesteps: int = 0
+    """nft/awm/rft: timesteps t (steps of the sampler's schedule) each sample is re-noised to per pass; 0 = the
+    objective's published value (nft 9, awm 6, rft 6; steps repeat when it exceeds sampler.num_steps)."""
+    drop_constant_groups: bool = False
+    """Flow-GRPO: do not train the samples of groups whose rewards are all equal (no signal, only compute); metric
+    groups_dropped."""
+    nft_beta: float = 1.0
+    """DiffusionNFT beta of the implicit policies v+ = beta v + (1 - beta) v_old, v- = (1 + beta) v_old - beta v
+    (1 for GenEval, 0.1 for OCR / multi-reward)."""
+    nft_old_decay_rate: float = 0.001
+    """DiffusionNFT old policy: theta_old <- d theta_old + (1 - d) theta after each iteration, d = min(rate * optimizer
+    steps so far, nft_old_decay_max)."""
+    nft_old_decay_max: float = 0.5
+    """Cap of the old policy's decay d, in [0, 1)."""
 
 
 @dataclass
@@ -156,6 +175,9 @@ class TrainConfig:
     """Samples per forward/backward micro-batch during training, per GPU."""
     updates_per_iteration: int = 1
     """Optimizer steps per iteration: the iteration's samples are split into this many equal chunks."""
+    passes_per_rollout: int = 1
+    """Passes over one rollout's training items, each of updates_per_iteration optimizer steps (GRPO: the PPO clip
+    keeps later passes valid; nft/awm/rft draw new timesteps and noise every pass)."""
     lr: float = 1e-5
     """AdamW learning rate."""
     weight_decay: float = 1e-4

@@ -22,6 +22,7 @@ from fastvideo.grpo.schedule import sample_train_step_indices
 PURPOSE_INIT_NOISE = 0
 PURPOSE_TRAIN_STEPS = 1
 PURPOSE_SDE_NOISE = 2  # + step index
+PURPOSE_FORWARD = 1 << 20  # + pass index: the forward objectives' timesteps and noise (fastvideo.grpo.forward)
 
 
 def sample_seed(seed: int, iteration: int, prompt_index: int, sample_index: int, purpose: int) -> int:

@@ -14,6 +14,7 @@ import torch
 
 from fastvideo.grpo.block_noise import BlockNoise, block_noise_problem
 from fastvideo.grpo.dpm import dpm_solver_2m_step
+from fastvideo.grpo.forward import ddim_add_noise, flow_add_noise
 from fastvideo.grpo.schedule import ddim_schedule, flow_sigmas
 from fastvideo.grpo.sde import StepOutput, ddim_step, flow_step, pred_x0_ddim, pred_x0_flow
 
@@ -85,6 +86,19 @@ class FlowSampler:
         sigma = self.sigmas[_as_index(step, sample.shape[0])].to(sample.device)
         return pred_x0_flow(model_output, sample, sigma)
 
+    # the forward process (fastvideo.grpo.forward): x0 re-noised to the time of step i
+    def noise_level(self, step, batch: int) -> torch.Tensor:
+        """The coefficient t of the noise in x_t at step i: sigma_i, (B,)."""
+        return self.sigmas[_as_index(step, batch)]
+
+    def add_noise(self, step, x0, noise) -> torch.Tensor:
+        """x_t = (1 - sigma_i) x0 + sigma_i eps."""
+        return flow_add_noise(x0, noise, self.noise_level(step, x0.shape[0]).to(x0.device))
+
+    def output_target(self, step, x0, noise) -> torch.Tensor:
+        """The model output that is exact at x_t: the velocity eps - x0."""
+        return noise.float() - x0.float()
+
 
 @dataclass
 class DDIMSampler:
@@ -106,7 +120,7 @@ class DDIMSampler:
         """The DDIM sampler of a diffusion model over its ``alphas_cumprod`` (``shift`` is unused).
 
         Diffusion models have one SDE (DDIM with eta): ``sde_type`` must be 'dance' (the default)
-        or 'ode', and i.i.d. noise (``noise_block`` = 1)."""
+        or 'ode' (deterministic DDIM: eta = 0), and i.i.d. noise (``noise_block`` = 1)."""
         name = type(model).__name__
         if noise_block > 1:
             raise ValueError(f"noise_block={noise_block} needs a rectified-flow model with the 'dance' SDE; "
@@ -114,7 +128,8 @@ class DDIMSampler:
         if sde_type not in ("dance", "ode"):
             raise ValueError(f"sde_type={sde_type!r} is a rectified-flow SDE; diffusion models ({name}) "
                              "sample with DDIM (its eta)")
-        return cls.build(model.alphas_cumprod, num_steps, eta, final_alpha_cumprod=model.final_alpha_cumprod)
+        return cls.build(model.alphas_cumprod, num_steps, 0.0 if sde_type == "ode" else eta,
+                         final_alpha_cumprod=model.final_alpha_cumprod)
 
     @property
     def num_steps(self) -> int:
@@ -137,6 +152,25 @@ class DDIMSampler:
         """x0 prediction (x - sqrt(1 - abar) eps) / sqrt(abar)."""
         alpha_bar = self.alpha_bar[_as_index(step, sample.shape[0])].to(sample.device)
         return pred_x0_ddim(model_output, sample, alpha_bar)
+
+    # the forward process (fastvideo.grpo.forward): x0 re-noised to the timestep of step i
+    def noise_level(self, step, batch: int) -> torch.Tensor:
+        """The coefficient of the noise in x_t at step i: sqrt(1 - abar_i), (B,)."""
+        return torch.sqrt(1.0 - self.alpha_bar[_as_index(step, batch)].float())
+
+    def add_noise(self, step, x0, noise) -> torch.Tensor:
+        """x_t = sqrt(abar_i) x0 + sqrt(1 - abar_i) eps."""
+        return ddim_add_noise(x0, noise, self.alpha_bar[_as_index(step, x0.shape[0])].to(x0.device))
+
+    def output_target(self, step, x0, noise) -> torch.Tensor:
+        """The model output that is exact at x_t: the noise eps (epsilon prediction)."""
+        return noise.float()
+
+
+def deterministic_rollout(sde_type: str, eta: float) -> bool:
+    """Whether a rollout draws no noise after its initial latent: the ODE (``sde_type`` 'ode', for a
+    diffusion model deterministic DDIM) or noise level ``eta`` 0."""
+    return sde_type == "ode" or eta == 0
 
 
 SAMPLERS_BY_PARADIGM = {"flow": FlowSampler, "diffusion": DDIMSampler}

@@ -1,5 +1,7 @@
-"""Best-of-N training subset (DanceGRPO's video recipe): roll out G samples per prompt, train only
-the k/2 samples with the highest and the k/2 with the lowest advantage of each group."""
+"""Which samples of a rollout are trained: best-of-N (DanceGRPO's video recipe: roll out G samples per
+prompt, train only the k/2 samples with the highest and the k/2 with the lowest advantage of each
+group), groups whose rewards are all equal dropped (Flow-GRPO), positive advantages only (rejection
+fine-tuning); ``train_selection`` combines them and ``subset_rollout`` applies the result."""
 
 from __future__ import annotations
 
@@ -20,6 +22,33 @@ def best_and_worst_indices(advantages: torch.Tensor, group_size: int, keep: int)
     chosen = torch.cat([order[:, :top], order[:, group_size - bottom:]], dim=1)
     offsets = torch.arange(groups.shape[0]).unsqueeze(1) * group_size
     return (chosen + offsets).reshape(-1).sort().values
+
+
+def constant_groups(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
+    """(N / group_size,) bool: the groups (contiguous runs of ``group_size`` rewards) whose rewards are all equal."""
+    groups = rewards.reshape(-1, group_size)
+    return groups.amax(dim=1) == groups.amin(dim=1)
+
+
+def train_selection(advantages: torch.Tensor, rewards: torch.Tensor, group_size: int, *, best_of: int = 0,
+                    drop_constant_groups: bool = False, positive_only: bool = False) -> torch.Tensor | None:
+    """Sorted indices of the samples to train, or None for all of them.
+
+    A sample is trained when it is among its group's ``best_of`` (``best_and_worst_indices``; 0 = all),
+    its group's ``rewards`` are not all equal (with ``drop_constant_groups``; Flow-GRPO: such groups carry
+    no signal but cost compute) and, with ``positive_only``, its advantage is > 0 (rejection fine-tuning).
+    ``advantages`` and ``rewards`` (N,) are ordered group by group.
+    """
+    keep = torch.ones(advantages.numel(), dtype=torch.bool)
+    if best_of:
+        chosen = torch.zeros_like(keep)
+        chosen[best_and_worst_indices(advantages, group_size, best_of)] = True
+        keep &= chosen
+    if drop_constant_groups:
+        keep &= ~constant_groups(rewards, group_size).repeat_interleave(group_size)
+    if positive_only:
+        keep &= advantages.cpu() > 0
+    return None if bool(keep.all()) else keep.nonzero().reshape(-1)
 
 
 def subset_rollout(ro: Rollout, ids: SampleIds, index: torch.Tensor) -> tuple[Rollout, SampleIds]:

@@ -13,6 +13,8 @@ returns now and hands the result to ``load_state_dict()``, which copies it into 
 - ``window``: the MixGRPO sliding window's settings, when ``sampler.window_size`` > 0 (the window is a
   function of the iteration; a checkpoint made with other settings is refused, see ``SlidingWindow``);
 - ``tracker``: the per-prompt reward buffers, when ``grpo.per_prompt_stat_tracking`` (a ``BlobState``);
+- ``old_policy``: DiffusionNFT's old policy (``fastvideo.training.optim.SoftCopy``: its averaged weights and
+  step count), when ``grpo.objective`` is nft;
 - ``counters``: the iteration (``Counters``);
 - ``rng/rank<r>``: each rank's torch / CUDA / python / numpy RNG states (``RNGState`` in a ``BlobState``).
   A rank that finds no key of its own (resumed at a larger world size) keeps its fresh RNG, with a warning.

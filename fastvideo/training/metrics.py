@@ -11,6 +11,8 @@ import json
 import logging
 import math
 import os
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,24 @@ TENSORBOARD_DIR = "tensorboard"
 """Subdirectory of the run directory holding the TensorBoard event files."""
 
 logger = logging.getLogger("fastvideo")
+
+
+class PhaseTimer:
+    """Accumulates wall-clock seconds per named phase (``with timer("rollout"): ...``)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+    def as_metrics(self) -> dict[str, float]:
+        return {f"time/{k}": v for k, v in self.seconds.items()}
 
 
 def _to_python(value):

@@ -105,3 +105,51 @@ class EMA:
         for n in self.names:
             self.shadow[n].copy_(state[n])
         self.updates = int(state.get(self.UPDATES, 0))
+
+
+class SoftCopy:
+    """A frozen copy of a module that follows it slowly: DiffusionNFT's old policy theta_old (Zheng et al.
+    2025, "Online Diffusion Reinforcement with Forward Process"). After each iteration
+
+        theta_old <- d theta_old + (1 - d) theta,   d = min(decay_rate * n, decay_max)
+
+    with n the optimizer steps taken so far (published: 0.001 n capped at 0.5; d = 0 at the start, so
+    the copy equals the policy until n grows). Only the trainable weights (the LoRA adapters in a LoRA
+    run) are averaged; the copy's frozen ones are the module's own at construction. ``module``: the
+    copy (eval mode, no gradients; shard it like the model under FSDP2). A ``Stateful``:
+    ``state_dict()`` = {parameter name: the copy's live weight, ..., ``"#steps"``: n}.
+    """
+
+    STEPS = "#steps"
+
+    def __init__(self, model: nn.Module, decay_rate: float, decay_max: float):
+        self.decay_rate, self.decay_max = decay_rate, decay_max
+        self.steps = 0
+        self.names = [n for n, p in model.named_parameters() if p.requires_grad]
+        self.module = copy.deepcopy(model).eval().requires_grad_(False)
+
+    def current_decay(self) -> float:
+        return min(self.decay_rate * self.steps, self.decay_max)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, optimizer_steps: int) -> float:
+        """Count ``optimizer_steps`` more steps, then move the copy towards ``model``; returns the decay d."""
+        self.steps += int(optimizer_steps)
+        decay = self.current_decay()
+        mine, theirs = dict(self.module.named_parameters()), dict(model.named_parameters())
+        for n in self.names:
+            mine[n].lerp_(theirs[n].detach().to(mine[n].dtype), 1.0 - decay)
+        return decay
+
+    def state_dict(self) -> dict:
+        params = dict(self.module.named_parameters())
+        return {**{n: params[n].detach() for n in self.names}, self.STEPS: self.steps}
+
+    @torch.no_grad()
+    def load_state_dict(self, state: Mapping) -> None:
+        params = dict(self.module.named_parameters())
+        for n in self.names:
+            if n not in state:
+                raise KeyError(f"old-policy state lacks {n!r}")
+            params[n].copy_(state[n])
+        self.steps = int(state[self.STEPS])

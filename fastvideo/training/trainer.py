@@ -2,8 +2,10 @@
 reward registries chosen by the config.
 
 One iteration: prompts -> batched rollout (G samples per prompt) -> decode -> score in memory ->
-gather rewards over ranks -> group advantages -> micro-batched recomputation of each sample's
-trained steps -> clipped loss -> grad-norm clip -> AdamW step -> LR schedule (-> EMA).
+gather rewards over ranks -> group advantages -> the trained samples (``grpo.subset.train_selection``) ->
+the objective's update (``grpo.objective``: micro-batched recomputation of each sample's trained steps
+and the clipped loss, or a forward-process loss on the final latents) -> grad-norm clip -> AdamW step ->
+LR schedule (-> EMA; -> the old policy's soft update).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import copy
 import logging
 import math
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -29,16 +31,18 @@ from fastvideo.distributed import (
     shard_model,
 )
 from fastvideo.grpo.advantage import PerPromptStatTracker, reward_advantages
+from fastvideo.grpo.forward import OBJECTIVE_SPECS
 from fastvideo.grpo.plan import iteration_plan
 from fastvideo.grpo.rollout import initial_noise, make_sample_ids, rollout, train_step_subsets
 from fastvideo.grpo.sampler import sampler_for
-from fastvideo.grpo.subset import best_and_worst_indices, subset_rollout
+from fastvideo.grpo.subset import constant_groups, subset_rollout, train_selection
 from fastvideo.grpo.window import SlidingWindow
 from fastvideo.inference.sampling import generate
 from fastvideo.training.data import PromptSource, iteration_prompts
-from fastvideo.training.metrics import MetricsLogger, save_grid, save_videos
-from fastvideo.training.optim import EMA, build_lr_scheduler, build_optimizer
-from fastvideo.training.update import UpdateSettings, run_update
+from fastvideo.training.forward_update import ForwardSettings, run_forward_update
+from fastvideo.training.metrics import MetricsLogger, PhaseTimer, save_grid, save_videos
+from fastvideo.training.optim import EMA, SoftCopy, build_lr_scheduler, build_optimizer
+from fastvideo.training.update import UpdateSettings, gradient_sync, run_update
 
 logger = logging.getLogger("fastvideo")
 
@@ -75,9 +79,10 @@ class GRPOTrainer:
         self.window = SlidingWindow(s.num_steps, s.window_size, s.window_strategy, s.window_shift_every,
                                     s.window_stride, cfg.train.seed) if s.window_size > 0 else None
         self.data = PromptSource(cfg, self.adapter, self.env.device)
+        self.objective = OBJECTIVE_SPECS[cfg.grpo.objective]
         self.model = self._prepare_model()
         self.optimizer = build_optimizer(self.model, cfg.train)
-        total_updates = cfg.train.max_iterations * cfg.train.updates_per_iteration
+        total_updates = cfg.train.max_iterations * cfg.train.updates_per_iteration * cfg.train.passes_per_rollout
         self.lr_scheduler = build_lr_scheduler(self.optimizer, cfg.train, total_updates)
         self.ema = EMA(self.model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
         self.rewards = rewards if rewards is not None else _build_rewards(cfg, self.env)
@@ -103,15 +108,19 @@ class GRPOTrainer:
             model.requires_grad_(True)
             if cfg.grpo.kl_coef > 0:
                 self._reference = copy.deepcopy(model).requires_grad_(False)
+        g = cfg.grpo  # NFT's old policy: a frozen copy (with the LoRA adapters) that follows the model slowly
+        self.old_policy = SoftCopy(model, g.nft_old_decay_rate, g.nft_old_decay_max) if self.objective.old_policy \
+            else None
         if cfg.model.gradient_checkpointing:
             enable_gradient_checkpointing(model)
         model.train()
         if self.env.distributed and cfg.train.fsdp:
             blocks = self.adapter.transformer_blocks()
             shard_model(model, blocks, self.env, cfg.train.mixed_precision)
-            if self._reference is not None:
-                ref_blocks = [m for m in self._reference.modules() if type(m) in {type(b) for b in blocks}]
-                shard_model(self._reference, ref_blocks, self.env, cfg.train.mixed_precision)
+            for copied in (self._reference, self.old_policy and self.old_policy.module):
+                if copied is not None:
+                    copied_blocks = [m for m in copied.modules() if type(m) in {type(b) for b in blocks}]
+                    shard_model(copied, copied_blocks, self.env, cfg.train.mixed_precision)
         return model
 
     def _maybe_resume(self) -> None:
@@ -145,6 +154,8 @@ class GRPOTrainer:
             states["window"] = self.window
         if self.tracker is not None:
             states["tracker"] = ckpt.BlobState(self.tracker)
+        if self.old_policy is not None:
+            states["old_policy"] = self.old_policy
         return states
 
     # ----------------------------------------------------------------- model calls
@@ -180,15 +191,16 @@ class GRPOTrainer:
     def train_iteration(self) -> dict:
         cfg, env, it = self.cfg, self.env, self.iteration
         g, p = cfg.grpo.group_size, cfg.train.prompts_per_iteration
-        timer = _Timer()
+        timer = PhaseTimer()
         positions = list(range(env.rank * p, (env.rank + 1) * p))
         batch_prompts = iteration_prompts(len(self.data), it, p * env.world_size, cfg.train.seed)
         my_prompts = [batch_prompts[q] for q in positions]
         cond = self.data.conditioning(my_prompts)
         ids = make_sample_ids(positions, g)
         plan = self.plan(it)
-        steps = train_step_subsets(ids, plan.num_steps, plan.train_fraction, seed=cfg.train.seed, iteration=it,
-                                   candidates=plan.train_candidates)
+        steps = torch.zeros(len(ids.sample_index), 0, dtype=torch.long) if self.objective.forward_process else \
+            train_step_subsets(ids, plan.num_steps, plan.train_fraction, seed=cfg.train.seed, iteration=it,
+                               candidates=plan.train_candidates)  # the forward objectives keep no transitions
         init = initial_noise(self.adapter.latent_shape(), ids, seed=cfg.train.seed, iteration=it,
                              same_in_group=cfg.sampler.init_same_noise, device=env.device)
         policy = self._policy()
@@ -213,13 +225,19 @@ class GRPOTrainer:
             adv_all = self.advantages(all_total, all_parts, all_texts)
             self.last_advantages = adv_all  # for inspection and tests
             adv = adv_all[env.rank * len(total):(env.rank + 1) * len(total)]
-            if cfg.grpo.train_best_of:
-                keep = best_and_worst_indices(adv, g, cfg.grpo.train_best_of)
+            keep = train_selection(adv, total.float(), g, best_of=cfg.grpo.train_best_of,
+                                   drop_constant_groups=cfg.grpo.drop_constant_groups,
+                                   positive_only=self.objective.positive_only)
+            if keep is not None:
                 (ro, ids), adv = subset_rollout(ro, ids, keep), adv[keep]
+            if cfg.grpo.drop_constant_groups:
+                metrics["groups_dropped"] = int(constant_groups(all_total, g).sum())
             with timer("train"):
-                metrics.update(self._update(policy, ro, adv, cond, ids, plan.sampler))
+                metrics.update(self._update(policy, ro, adv, cond, ids, plan.sampler), samples_trained=len(adv))
+            if self.old_policy is not None:
+                metrics["old_policy_decay"] = self.old_policy.update(self.model, metrics.get("optimizer_steps", 0))
         metrics.update(timer.as_metrics())
-        metrics.update(self._call_counts(plan, ro))
+        metrics.update(self._call_counts(plan, len(init), ro))
         metrics["lr"] = self.lr_scheduler.get_last_lr()[0]
         return metrics
 
@@ -229,27 +247,37 @@ class GRPOTrainer:
         return iteration_plan(self.sampler, self.window, iteration, timestep_fraction=self.cfg.grpo.timestep_fraction,
                               ode_solver=s.ode_solver, flash_ratio=s.flash_ratio)
 
-    def _call_counts(self, plan, ro) -> dict:
-        """Model calls of this iteration (per rank; SD's CFG doubles the batch, not the calls)."""
+    def _call_counts(self, plan, rolled_out: int, ro) -> dict:
+        """Model calls of this iteration (per rank; SD's CFG doubles the batch, not the calls); ``ro``: the
+        trained samples."""
+        t, g = self.cfg.train, self.cfg.grpo
         n, k = ro.train_steps.shape
-        rollout_bs = self.cfg.train.rollout_batch_size or n
-        return {"calls/rollout": plan.num_steps * -(-n // rollout_bs),
-                "calls/train": -(-n * k // self.cfg.train.train_batch_size) * (2 if self.cfg.grpo.kl_coef > 0 else 1)}
+        if self.objective.forward_process:
+            k = g.forward_timesteps or self.objective.timesteps
+        per_item = 1 + (g.kl_coef > 0) + (self.old_policy is not None)
+        return {"calls/rollout": plan.num_steps * -(-rolled_out // (t.rollout_batch_size or rolled_out)),
+                "calls/train": -(-n * k // t.train_batch_size) * per_item * t.passes_per_rollout}
 
     def _update(self, policy, ro, adv, cond, ids, sampler) -> dict:
-        settings = UpdateSettings(self.cfg.grpo.clip_range, self.cfg.train.train_batch_size,
-                                  self.cfg.train.updates_per_iteration, self.cfg.train.max_grad_norm,
-                                  self.cfg.grpo.kl_coef)
-        sync = None
-        if hasattr(self.model, "set_requires_gradient_sync"):
-            def sync(last):
-                self.model.set_requires_gradient_sync(last)
-                return nullcontext()
-        return run_update(ro, adv, lambda x, t, rows: self._predict(x, t, cond, ids.local_prompt[rows], policy),
-                          sampler, self.model, self.optimizer, self.lr_scheduler, settings,
-                          reference_predict=self._reference_predict(cond, ids),
-                          on_step=(lambda: self.ema.update(self.model)) if self.ema else None,
-                          sync_context=sync)
+        """The objective's update: GRPO's over the stored transitions, or a forward-process objective's."""
+        t, g = self.cfg.train, self.cfg.grpo
+        common = dict(reference_predict=self._reference_predict(cond, ids), sync_context=gradient_sync(self.model),
+                      on_step=(lambda: self.ema.update(self.model)) if self.ema else None)
+        predict = lambda x, ts, rows: self._predict(x, ts, cond, ids.local_prompt[rows], policy)  # noqa: E731
+        if not self.objective.forward_process:
+            settings = UpdateSettings(g.clip_range, t.train_batch_size, t.updates_per_iteration, t.max_grad_norm,
+                                      g.kl_coef, t.passes_per_rollout)
+            return run_update(ro, adv, predict, sampler, self.model, self.optimizer, self.lr_scheduler, settings,
+                              **common)
+        settings = ForwardSettings(g.objective, g.forward_timesteps or self.objective.timesteps, t.train_batch_size,
+                                   t.updates_per_iteration, t.max_grad_norm, t.passes_per_rollout, g.adv_clip_max,
+                                   g.nft_beta, g.kl_coef, t.seed, self.iteration)
+        old = None
+        if self.old_policy is not None:
+            old_view = self._policy(self.old_policy.module)
+            old = lambda x, ts, rows: self._predict(x, ts, cond, ids.local_prompt[rows], old_view)  # noqa: E731
+        return run_forward_update(ro.final_latents, adv, ids, predict, self.sampler, self.model, self.optimizer,
+                                  self.lr_scheduler, settings, old_predict=old, **common)
 
     def advantages(self, total, parts, texts) -> torch.Tensor:
         """Group-normalised advantages of the gathered rewards (whole global batch, rank order):
@@ -369,21 +397,3 @@ def _build_rewards(cfg: Config, env: DistEnv):
 
     device = env.device if cfg.rewards.device == "auto" else torch.device(cfg.rewards.device)
     return RewardSet.from_config(cfg.rewards, device=device)
-
-
-class _Timer:
-    """Accumulates wall-clock seconds per named phase."""
-
-    def __init__(self):
-        self.seconds: dict[str, float] = {}
-
-    @contextmanager
-    def __call__(self, name: str):
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
-
-    def as_metrics(self) -> dict[str, float]:
-        return {f"time/{k}": v for k, v in self.seconds.items()}

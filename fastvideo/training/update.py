@@ -7,6 +7,11 @@ weighted by its share of the chunk, so the accumulated gradient equals the gradi
 mean loss whatever the micro-batch size:
 
     grad = d/dθ [ (1/N) Σ_items L_item ]  =  Σ_mb (n_mb / N) · d/dθ mean_{mb} L
+
+``passes`` (``train.passes_per_rollout``) repeats all of it over the same rollout: passes x
+updates_per_iteration optimizer steps (after the first step the ratio is no longer 1; the PPO clip
+keeps later passes valid). ``optimize_items`` is that loop for any per-item loss; the forward-process
+objectives use it too (``fastvideo.training.forward_update``).
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ class UpdateSettings:
     updates_per_iteration: int
     max_grad_norm: float
     kl_coef: float = 0.0
+    passes: int = 1
+    """Optimizer passes over the rollout's items (``train.passes_per_rollout``)."""
 
 
 def training_items(rollout: Rollout) -> torch.Tensor:
@@ -65,35 +72,63 @@ def micro_batch_loss(items, rollout: Rollout, advantages, predict: Callable, sam
                      settings.clip_range, kl=kl, kl_coef=settings.kl_coef)
 
 
+def gradient_sync(model) -> Callable | None:
+    """FSDP2: a ``sync_context(last)`` that reduces gradients on the last micro-batch of a step only; else None."""
+    if not hasattr(model, "set_requires_gradient_sync"):
+        return None
+
+    def sync(last):
+        model.set_requires_gradient_sync(last)
+        return contextlib.nullcontext()
+
+    return sync
+
+
 def run_update(rollout: Rollout, advantages: torch.Tensor, predict: Callable, sampler, model, optimizer,
                lr_scheduler, settings: UpdateSettings, *, reference_predict=None, on_step=None,
                sync_context: Callable | None = None) -> dict[str, float]:
     """All optimizer steps of one iteration; returns metrics averaged over micro-batches."""
+    def loss(mb, pass_index):
+        return micro_batch_loss(mb, rollout, advantages, predict, sampler, settings, reference_predict)
+
+    return optimize_items(training_items(rollout), loss, model, optimizer, lr_scheduler, settings,
+                          on_step=on_step, sync_context=sync_context)
+
+
+def optimize_items(items: torch.Tensor, loss_fn: Callable, model, optimizer, lr_scheduler, settings, *,
+                   on_step=None, sync_context: Callable | None = None) -> dict[str, float]:
+    """``settings.passes`` passes over ``items``, each split into ``settings.updates_per_iteration`` chunks
+    (one optimizer step each) of micro-batches of ``settings.train_batch_size`` items (gradient
+    accumulation weighted by the micro-batch's share of its chunk). ``loss_fn(micro_items, pass_index)``
+    returns (mean loss of the micro-batch, metrics). Metrics are averaged over micro-batches
+    (``ratio_max``: the maximum); ``optimizer_steps`` counts the steps taken (none without items)."""
     sums: dict[str, float] = defaultdict(float)
     counts: dict[str, int] = defaultdict(int)
     params = [p for p in model.parameters() if p.requires_grad]
-    for chunk in chunk_items(training_items(rollout), settings.updates_per_iteration):
-        optimizer.zero_grad(set_to_none=True)
-        micro = list(torch.split(chunk, settings.train_batch_size))
-        for j, mb in enumerate(micro):
-            with (sync_context(j == len(micro) - 1) if sync_context else contextlib.nullcontext()):
-                loss, metrics = micro_batch_loss(mb, rollout, advantages, predict, sampler, settings,
-                                                 reference_predict)
-                (loss * (len(mb) / len(chunk))).backward()
-            for key, value in {"loss": loss.detach(), **metrics}.items():
-                if key == "ratio_max":
-                    sums[key] = max(sums.get(key, float("-inf")), float(value))
-                    counts[key] = 1
-                else:
-                    sums[key] += float(value)
-                    counts[key] += 1
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
-        if hasattr(grad_norm, "full_tensor"):
-            grad_norm = grad_norm.full_tensor()
-        sums["grad_norm"] += float(grad_norm)
-        counts["grad_norm"] += 1
-        optimizer.step()
-        lr_scheduler.step()
-        if on_step is not None:
-            on_step()
-    return {k: sums[k] / counts[k] for k in sums}
+    steps = 0
+    for pass_index in range(settings.passes if len(items) else 0):
+        for chunk in chunk_items(items, settings.updates_per_iteration):
+            optimizer.zero_grad(set_to_none=True)
+            micro = list(torch.split(chunk, settings.train_batch_size))
+            for j, mb in enumerate(micro):
+                with (sync_context(j == len(micro) - 1) if sync_context else contextlib.nullcontext()):
+                    loss, metrics = loss_fn(mb, pass_index)
+                    (loss * (len(mb) / len(chunk))).backward()
+                for key, value in {"loss": loss.detach(), **metrics}.items():
+                    if key == "ratio_max":
+                        sums[key] = max(sums.get(key, float("-inf")), float(value))
+                        counts[key] = 1
+                    else:
+                        sums[key] += float(value)
+                        counts[key] += 1
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
+            if hasattr(grad_norm, "full_tensor"):
+                grad_norm = grad_norm.full_tensor()
+            sums["grad_norm"] += float(grad_norm)
+            counts["grad_norm"] += 1
+            optimizer.step()
+            lr_scheduler.step()
+            steps += 1
+            if on_step is not None:
+                on_step()
+    return {**{k: sums[k] / counts[k] for k in sums}, "optimizer_steps": steps}
