@@ -3,6 +3,7 @@ training, for every objective / sampler option and for a pretraining-only contro
 
     python benchmarks/bench_learning.py [--options dance nft ...] [--seeds 0 1 2] [--minutes 10]
         [--eval_prompts 400] [--out outputs/bench_learning] [--plot assets/readme/bench_learning.png]
+        [--section.field value ...]   (config overrides for every run, e.g. the reward)
 
 Every run starts from the shipped ``assets/shapes/flux`` with ``configs/shapes/flux_grpo.yaml`` plus the
 option's overrides and ``train.seed = seed`` (for a seed, every option sees the same prompt stream),
@@ -77,15 +78,16 @@ def evaluate(adapter, sampler, settings) -> list[dict]:
     return evaluate_policy(adapter, sampler, DistEnv(), settings, progress_bar=False).records
 
 
-def base_records(out: Path, settings) -> list[dict]:
-    """The base policy's held-out records (computed once per evaluation size, then read back)."""
+def base_records(out: Path, settings, extra: list[str]) -> list[dict]:
+    """The base policy's held-out records (computed once per output directory and evaluation size, then
+    read back): the model of the config with the run's overrides (e.g. another ``--model.path``)."""
     from fastvideo.models import build_adapter
     from fastvideo.training.trainer import build_sampler
 
     path = out / f"base_{settings.num_prompts}.json"
     if path.exists():
         return json.loads(path.read_text())
-    cfg = run_config("dance", 0, 0, out / "base", [])
+    cfg = run_config("dance", 0, 0, out / "base", extra)
     adapter = build_adapter(cfg.model, "cpu")
     records = evaluate(adapter, build_sampler(cfg, adapter), settings)
     path.write_text(json.dumps(records))
@@ -168,21 +170,20 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--out", default="outputs/bench_learning")
     parser.add_argument("--plot", default=None, help="write the accuracy-vs-seconds figure here")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--override", nargs="*", default=[], help="extra config overrides for every run")
-    args = parser.parse_args(argv)
+    args, overrides = parser.parse_known_args(argv)  # anything else: config overrides for every run
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     settings = eval_settings(args.eval_prompts)
-    base = base_records(out, settings)
+    base = base_records(out, settings, overrides)
     results_path = out / "results.jsonl"
     done = {(r["option"], r["seed"], r["minutes"], r["n"]) for r in read_results(results_path)}
     for seed in args.seeds:
         for option in args.options:
             if (option, seed, args.minutes, len(base)) in done:
                 continue
-            records, facts = train_one(option, seed, args.minutes, out, settings, args.override)
+            records, facts = train_one(option, seed, args.minutes, out, settings, overrides)
             row = {"option": option, "seed": seed, "minutes": args.minutes, **paired(base, records), **facts}
             with results_path.open("a") as handle:
                 handle.write(json.dumps(row) + "\n")

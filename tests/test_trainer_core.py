@@ -347,3 +347,13 @@ def test_passes_per_rollout_take_passes_times_the_optimizer_steps(tmp_path, obje
     assert any(not torch.equal(p, q) for p, q in zip(one.model.parameters(), two.model.parameters()))
     if objective == "grpo":
         assert m2["ratio_max"] > 1.0 + 1e-7  # off-policy in the second pass (the PPO clip keeps it valid)
+
+
+def test_min_reward_trains_only_the_accepted_samples():
+    from fastvideo.grpo.subset import train_selection
+
+    adv = torch.tensor([1.0, -1.0, 0.5, -0.5])
+    rewards = torch.tensor([1.0, 0.0, 0.6, 0.2])
+    assert train_selection(adv, rewards, 2, min_reward=0.5).tolist() == [0, 2]
+    assert train_selection(adv, rewards, 2, positive_only=True, min_reward=0.9).tolist() == [0]
+    assert train_selection(adv, rewards, 2) is None

@@ -113,6 +113,9 @@ class GRPOConfig:
     forward_timesteps: int = 0
     """nft/awm/rft: timesteps t (steps of the sampler's schedule) each sample is re-noised to per pass; 0 = the
     objective's published value (nft 9, awm 6, rft 6; steps repeat when it exceeds sampler.num_steps)."""
+    rft_min_reward: float | None = None
+    """Train only samples whose reward is >= this (any objective; with rft: rejection fine-tuning on the samples a
+    verifier accepts, e.g. 1.0 for the binary verdict). None: no absolute bar."""
     drop_constant_groups: bool = False
     """Flow-GRPO: do not train the samples of groups whose rewards are all equal (no signal, only compute); metric
     groups_dropped."""

@@ -31,12 +31,14 @@ def constant_groups(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
 
 
 def train_selection(advantages: torch.Tensor, rewards: torch.Tensor, group_size: int, *, best_of: int = 0,
-                    drop_constant_groups: bool = False, positive_only: bool = False) -> torch.Tensor | None:
+                    drop_constant_groups: bool = False, positive_only: bool = False,
+                    min_reward: float | None = None) -> torch.Tensor | None:
     """Sorted indices of the samples to train, or None for all of them.
 
     A sample is trained when it is among its group's ``best_of`` (``best_and_worst_indices``; 0 = all),
     its group's ``rewards`` are not all equal (with ``drop_constant_groups``; Flow-GRPO: such groups carry
-    no signal but cost compute) and, with ``positive_only``, its advantage is > 0 (rejection fine-tuning).
+    no signal but cost compute) and, with ``positive_only``, its advantage is > 0 (rejection fine-tuning)
+    and, if ``min_reward`` is set, its reward is >= it (acceptance by an absolute bar, e.g. the verifier's).
     ``advantages`` and ``rewards`` (N,) are ordered group by group.
     """
     keep = torch.ones(advantages.numel(), dtype=torch.bool)
@@ -48,6 +50,8 @@ def train_selection(advantages: torch.Tensor, rewards: torch.Tensor, group_size:
         keep &= ~constant_groups(rewards, group_size).repeat_interleave(group_size)
     if positive_only:
         keep &= advantages.cpu() > 0
+    if min_reward is not None:
+        keep &= rewards.cpu() >= min_reward
     return None if bool(keep.all()) else keep.nonzero().reshape(-1)
 
 

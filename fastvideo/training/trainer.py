@@ -227,7 +227,7 @@ class GRPOTrainer:
             adv = adv_all[env.rank * len(total):(env.rank + 1) * len(total)]
             keep = train_selection(adv, total.float(), g, best_of=cfg.grpo.train_best_of,
                                    drop_constant_groups=cfg.grpo.drop_constant_groups,
-                                   positive_only=self.objective.positive_only)
+                                   positive_only=self.objective.positive_only, min_reward=cfg.grpo.rft_min_reward)
             if keep is not None:
                 (ro, ids), adv = subset_rollout(ro, ids, keep), adv[keep]
             if cfg.grpo.drop_constant_groups:
