@@ -23,7 +23,7 @@ def _run(nproc: int, out: Path, prompts_per_rank: int, paradigm: str) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("paradigm", ["flow", "diffusion", "hunyuan", "skyreels_i2v"])
+@pytest.mark.parametrize("paradigm", ["flow", "diffusion", "hunyuan", "skyreels_i2v", "sd3", "wan", "qwen_image"])
 def test_two_ranks_equal_one_rank(tmp_path, paradigm):
     one = _run(1, tmp_path / "one.pt", 2, paradigm)
     two = _run(2, tmp_path / "two.pt", 1, paradigm)

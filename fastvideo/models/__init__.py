@@ -7,8 +7,8 @@ built from tiny random configs of the real classes.
 
 from __future__ import annotations
 
-# each adapter file registers itself ("flux", "sd", "hunyuan", "skyreels_i2v")
-from fastvideo.models import flux, hunyuan, sd, skyreels_i2v  # noqa: E402, F401
+# each adapter file registers itself ("flux", "sd", "hunyuan", "skyreels_i2v", "sd3", "wan", "qwen_image")
+from fastvideo.models import flux, hunyuan, qwen_image, sd, sd3, skyreels_i2v, wan  # noqa: E402, F401
 from fastvideo.models.base import (
     Cond,
     ModelAdapter,

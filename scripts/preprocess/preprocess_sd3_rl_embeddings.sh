@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Encode a prompt file into the SD3.5 (CLIP-L + CLIP-G + T5-XXL text encoders only, ~10 GB in bf16) prompt-embedding
+# cache, on GPU_NUM GPUs. Writes $OUTPUT_DIR/<cache key>/shard-<rank>.safetensors and index.json; training reads it
+# with --data.embeddings_dir $OUTPUT_DIR (configs/sd3_grpo.yaml does).
+# Each prompt stores 333 tokens (77 CLIP + 256 T5) x 4096 and the pooled 2048-d CLIP embedding;
+# the empty prompt (the CFG branch) goes into extras.safetensors.
+# Overrides: GPU_NUM (default 1), MODEL_PATH, PROMPT_FILE, OUTPUT_DIR, BATCH_SIZE; extra arguments pass through.
+set -euo pipefail
+
+GPU_NUM=${GPU_NUM:-1}
+MODEL_PATH=${MODEL_PATH:-./data/stable-diffusion-3.5-medium}
+PROMPT_FILE=${PROMPT_FILE:-./prompts.txt}
+OUTPUT_DIR=${OUTPUT_DIR:-./data/rl_embeddings}
+BATCH_SIZE=${BATCH_SIZE:-8}
+
+torchrun --nproc_per_node="$GPU_NUM" -m fastvideo.data.preprocess \
+    --model.name sd3 \
+    --model.path "$MODEL_PATH" \
+    --prompt_file "$PROMPT_FILE" \
+    --output_dir "$OUTPUT_DIR" \
+    --batch_size "$BATCH_SIZE" \
+    "$@"
