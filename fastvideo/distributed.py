@@ -106,9 +106,11 @@ def autocast(device: torch.device, mixed_precision: str):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
-def shard_model(module: nn.Module, blocks: list[nn.Module], env: DistEnv, mixed_precision: str) -> nn.Module:
+def shard_model(module: nn.Module, blocks: list[nn.Module], env: DistEnv, mixed_precision: str,
+                mesh=None) -> nn.Module:
     """FSDP2: ``fully_shard`` each transformer block, then the root (torchtitan's recipe).
 
+    ``mesh``: the device mesh to shard over (None: all ranks of the default process group).
     On CUDA with bf16 the parameters are all-gathered in bf16 and gradients reduced in fp32;
     on CPU everything stays fp32. Gradients are averaged over ranks by the reduce-scatter.
     """
@@ -118,8 +120,8 @@ def shard_model(module: nn.Module, blocks: list[nn.Module], env: DistEnv, mixed_
     mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if use_bf16 \
         else MixedPrecisionPolicy()
     for block in blocks:
-        fully_shard(block, mp_policy=mp)
-    fully_shard(module, mp_policy=mp)
+        fully_shard(block, mesh=mesh, mp_policy=mp)
+    fully_shard(module, mesh=mesh, mp_policy=mp)
     return module
 
 

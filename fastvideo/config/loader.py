@@ -344,6 +344,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
             config_path = raw
         else:
             key = "checkpoint.resume" if key == "resume" else key
+            key = "dry_run.enabled" if key == "dry_run" else key  # a bare --dry_run
             overrides += [f"--{key}"] if raw is None else [f"--{key}={raw}"]
     return load_config(config_path, overrides)
 

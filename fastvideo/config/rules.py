@@ -98,6 +98,9 @@ _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("checkpoint.keep_last", lambda v: v >= 1, "must be >= 1"),
     ("logging.log_every", lambda v: v >= 1, "must be >= 1"),
     ("logging.validation_every", lambda v: v >= 0, "must be >= 0"),
+    ("dry_run.world_size", lambda v: v >= 1, "must be >= 1 (GPUs the plan is for)"),
+    ("dry_run.gpu_memory_gb", lambda v: v >= 0, "must be >= 0 (0 = the visible GPU's, or 80)"),
+    ("dry_run.device", lambda v: v in ("cuda", "cpu"), "must be cuda or cpu"),
     ("output_dir", lambda v: isinstance(v, str) and v != "", "must be a non-empty path"),
 ]
 

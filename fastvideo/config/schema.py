@@ -24,7 +24,8 @@ from typing import Any
 @dataclass
 class ModelConfig:
     name: str = "flux"
-    """Adapter registry name: 'flux' (rectified flow) or 'sd' (Stable Diffusion 1.x, DDIM)."""
+    """Adapter registry name: flux | sd3 | qwen_image (rectified-flow images), hunyuan | wan (rectified-flow video),
+    skyreels_i2v (image-to-video), sd (Stable Diffusion 1.x, DDIM); plugins may register more."""
     path: str | None = None
     """Local diffusers pipeline directory (e.g. ./data/flux). Ignored when ``tiny`` is true."""
     tiny: bool = False
@@ -36,10 +37,12 @@ class ModelConfig:
     num_frames: int = 1
     """Frames per sample (video models; 1 for images)."""
     guidance_scale: float = 3.5
-    """FLUX/Hunyuan: embedded guidance value; SD and SkyReels I2V: real classifier-free guidance scale (1 = no CFG)."""
+    """FLUX/Hunyuan: embedded guidance value; SD, SD3.5, Wan2.1 and SkyReels I2V: real classifier-free guidance
+    scale against the empty prompt (1 = no CFG); unused by Qwen-Image (see true_cfg_scale)."""
     true_cfg_scale: float = 1.0
-    """Hunyuan T2V: real CFG against the empty prompt on top of the embedded guidance (the stock pipeline's
-    ``true_cfg_scale``; needs a model trained with prompt dropout; doubles the transformer batch). 1 = off."""
+    """The stock pipelines' ``true_cfg_scale`` (doubles the transformer batch; 1 = off). Qwen-Image: its real CFG
+    against the prompt " ", rescaled per token to the conditional norm (pipeline default 4.0). Hunyuan T2V: real
+    CFG against the empty prompt on top of the embedded guidance (needs a model trained with prompt dropout)."""
     dtype: str = "auto"
     """Weight dtype of frozen parts (VAE, text encoders): auto | fp32 | bf16 | fp16. auto = bf16 on GPU, fp32 on CPU."""
     lora_rank: int = 0
@@ -234,6 +237,21 @@ class LoggingConfig:
 
 
 @dataclass
+class DryRunConfig:
+    enabled: bool = False
+    """Build every component at real size on fake tensors and run one iteration with memory trackers instead of
+    training (``--dry_run``; ``fastvideo.dryrun``): prints the per-GPU memory plan, fails if it does not fit."""
+    world_size: int = 1
+    """GPUs the plan is for (the FSDP2 shards of a fake process group of this size)."""
+    gpu_memory_gb: float = 0.0
+    """Memory of one GPU in GiB; 0 = the visible GPU's, or 80 without one."""
+    device: str = "cuda"
+    """Device type planned for: cuda (bf16 frozen weights and autocast where the config says auto) | cpu."""
+    memory: bool = True
+    """Run the phases under torch's memory trackers; false: shapes, parameters and plans only (about 3x faster)."""
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
@@ -243,5 +261,6 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    dry_run: DryRunConfig = field(default_factory=DryRunConfig)
     output_dir: str = "outputs/run"
     """Run directory: metrics, config, checkpoints, exports, images."""

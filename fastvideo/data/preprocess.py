@@ -49,7 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m fastvideo.data.preprocess", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model.name", dest="model_name", default="flux",
-                        help="adapter: flux | sd | hunyuan | skyreels_i2v (python -m fastvideo.train --help)")
+                        help="adapter: flux | sd | sd3 | qwen_image | hunyuan | wan | skyreels_i2v (model.name)")
     parser.add_argument("--model.path", dest="model_path", default=None, help="local diffusers directory")
     parser.add_argument("--model.tiny", dest="model_tiny", type=_bool, default=False,
                         help="use the tiny random model (tests)")

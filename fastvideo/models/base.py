@@ -14,10 +14,12 @@ and ``repeat_cond`` index, concatenate and repeat such dicts row-wise.
 from __future__ import annotations
 
 import abc
+import contextlib
+import contextvars
 import copy
 import gc
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -149,10 +151,16 @@ def directory_source(path: str | os.PathLike[str] | None, components: dict[str, 
     ``components`` maps a name to (class, subfolder); the class is a diffusers model, a
     transformers model or a tokenizer (the dtype goes to models only).
     """
+    builder = _COMPONENT_BUILDER.get()
+    if builder is not None:  # configs only: weight and tokenizer files are not needed
+        required = [(rel, patterns) for rel, patterns in required
+                    if not patterns or any(pattern.endswith("config.json") for pattern in patterns)]
     root = str(check_model_dir(path, required, command))
 
     def loader(cls: Any, subfolder: str) -> Loader:
         def load(dtype: torch.dtype | None) -> Any:
+            if builder is not None:
+                return builder(cls, root, subfolder, dtype)
             kwargs: dict[str, Any] = {}
             if dtype is not None and _is_diffusers_model(cls):
                 kwargs["torch_dtype"] = dtype
@@ -168,6 +176,26 @@ def directory_source(path: str | os.PathLike[str] | None, components: dict[str, 
     configs = {name: config_reader(cls, sub) for name, (cls, sub) in components.items()
                if _is_diffusers_model(cls)}
     return ComponentSource(loaders, configs, f"model directory {root}")
+
+
+ComponentBuilder = Callable[[Any, str, str, "torch.dtype | None"], Any]
+"""``build(cls, root, subfolder, dtype)``: a component of a pipeline directory without its weights."""
+_COMPONENT_BUILDER: contextvars.ContextVar[ComponentBuilder | None] = contextvars.ContextVar(
+    "component_builder", default=None)
+
+
+@contextlib.contextmanager
+def component_builder(build: ComponentBuilder) -> Iterator[None]:
+    """Within: ``directory_source`` requires only the config files and builds components with ``build``.
+
+    The dry run (``fastvideo.dryrun``) uses it to build real-size models from their configs on fake
+    tensors through each adapter's own ``from_config``.
+    """
+    token = _COMPONENT_BUILDER.set(build)
+    try:
+        yield
+    finally:
+        _COMPONENT_BUILDER.reset(token)
 
 
 def _is_diffusers_model(cls: Any) -> bool:

@@ -185,15 +185,19 @@ class QwenImageAdapter(NegativePromptCFG, ModelAdapter):
         dtype = unwrap_module(transformer).img_in.weight.dtype  # the transformer's compute dtype
         device, batch = latents.device, latents.shape[0]
         mask = cond["prompt_embeds_mask"].to(device)
-        valid = mask.sum(dim=0).nonzero()
-        length = int(valid.max()) + 1 if valid.numel() else 1
+        if _is_fake(mask):  # the dry run (fastvideo.dryrun) has no mask values: plan for the full text length
+            length, all_valid = mask.shape[1], False
+        else:
+            valid = mask.sum(dim=0).nonzero()
+            length = int(valid.max()) + 1 if valid.numel() else 1
+            all_valid = bool(mask[:, :length].all())
         mask = mask[:, :length]
         h, w = self.latent_hw()
         sigma = torch.as_tensor(timestep, device=device).reshape(-1).expand(batch).float()
         output = transformer(
             hidden_states=latents.to(dtype), timestep=sigma.to(dtype),
             encoder_hidden_states=cond["prompt_embeds"][:, :length].to(device=device, dtype=dtype),
-            encoder_hidden_states_mask=None if bool(mask.all()) else mask,
+            encoder_hidden_states_mask=None if all_valid else mask,
             img_shapes=[[(1, h // 2, w // 2)]] * batch, return_dict=False,
         )[0]
         return output.float()
@@ -225,3 +229,9 @@ class QwenImageAdapter(NegativePromptCFG, ModelAdapter):
 
 
 register_adapter("qwen_image", QwenImageAdapter.from_config)
+
+
+def _is_fake(tensor: Tensor) -> bool:
+    from torch._guards import detect_fake_mode
+
+    return detect_fake_mode(tensor) is not None

@@ -10,7 +10,6 @@ LR schedule (-> EMA; -> the old policy's soft update).
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import time
@@ -21,15 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from fastvideo.config import Config, config_to_dict, save_config
-from fastvideo.distributed import (
-    DistEnv,
-    all_gather_cat,
-    all_reduce_mean,
-    autocast,
-    enable_gradient_checkpointing,
-    init_distributed,
-    shard_model,
-)
+from fastvideo.distributed import DistEnv, all_gather_cat, all_reduce_mean, autocast, init_distributed
 from fastvideo.grpo.advantage import PerPromptStatTracker, reward_advantages
 from fastvideo.grpo.forward import OBJECTIVE_SPECS
 from fastvideo.grpo.plan import iteration_plan
@@ -41,7 +32,8 @@ from fastvideo.inference.sampling import generate
 from fastvideo.training.data import PromptSource, iteration_prompts
 from fastvideo.training.forward_update import ForwardSettings, run_forward_update
 from fastvideo.training.metrics import MetricsLogger, PhaseTimer, save_grid, save_videos
-from fastvideo.training.optim import EMA, SoftCopy, build_lr_scheduler, build_optimizer
+from fastvideo.training.optim import EMA, build_lr_scheduler, build_optimizer
+from fastvideo.training.policy import prepare_policy
 from fastvideo.training.update import UpdateSettings, gradient_sync, run_update
 
 logger = logging.getLogger("fastvideo")
@@ -98,30 +90,9 @@ class GRPOTrainer:
 
     # ----------------------------------------------------------------- setup
     def _prepare_model(self):
-        cfg, model = self.cfg, self.adapter.transformer
-        self._reference = None
-        if cfg.model.lora_rank > 0:
-            from fastvideo.training.lora import add_lora
-
-            add_lora(model, cfg.model, self.adapter.default_lora_targets)
-        else:
-            model.requires_grad_(True)
-            if cfg.grpo.kl_coef > 0:
-                self._reference = copy.deepcopy(model).requires_grad_(False)
-        g = cfg.grpo  # NFT's old policy: a frozen copy (with the LoRA adapters) that follows the model slowly
-        self.old_policy = SoftCopy(model, g.nft_old_decay_rate, g.nft_old_decay_max) if self.objective.old_policy \
-            else None
-        if cfg.model.gradient_checkpointing:
-            enable_gradient_checkpointing(model)
-        model.train()
-        if self.env.distributed and cfg.train.fsdp:
-            blocks = self.adapter.transformer_blocks()
-            shard_model(model, blocks, self.env, cfg.train.mixed_precision)
-            for copied in (self._reference, self.old_policy and self.old_policy.module):
-                if copied is not None:
-                    copied_blocks = [m for m in copied.modules() if type(m) in {type(b) for b in blocks}]
-                    shard_model(copied, copied_blocks, self.env, cfg.train.mixed_precision)
-        return model
+        policy = prepare_policy(self.cfg, self.adapter, self.env, self.objective.old_policy)
+        self._reference, self.old_policy = policy.reference, policy.old_policy
+        return policy.model
 
     def _maybe_resume(self) -> None:
         path = self.checkpointer.resolve(self.cfg.checkpoint.resume)
@@ -248,15 +219,8 @@ class GRPOTrainer:
                               ode_solver=s.ode_solver, flash_ratio=s.flash_ratio)
 
     def _call_counts(self, plan, rolled_out: int, ro) -> dict:
-        """Model calls of this iteration (per rank; SD's CFG doubles the batch, not the calls); ``ro``: the
-        trained samples."""
-        t, g = self.cfg.train, self.cfg.grpo
         n, k = ro.train_steps.shape
-        if self.objective.forward_process:
-            k = g.forward_timesteps or self.objective.timesteps
-        per_item = 1 + (g.kl_coef > 0) + (self.old_policy is not None)
-        return {"calls/rollout": plan.num_steps * -(-rolled_out // (t.rollout_batch_size or rolled_out)),
-                "calls/train": -(-n * k // t.train_batch_size) * per_item * t.passes_per_rollout}
+        return iteration_call_counts(self.cfg, self.objective, plan.num_steps, rolled_out, n, k)
 
     def _update(self, policy, ro, adv, cond, ids, sampler) -> dict:
         """The objective's update: GRPO's over the stored transitions, or a forward-process objective's."""
@@ -376,6 +340,18 @@ def lora_off(model):
         yield
     finally:
         model.enable_adapters()
+
+
+def iteration_call_counts(cfg: Config, objective, num_steps: int, rolled_out: int, trained: int, k: int) -> dict:
+    """Model calls of one iteration per rank (SD's CFG doubles the batch, not the calls): ``rolled_out``
+    samples over ``num_steps`` steps, ``trained`` samples x ``k`` trained steps (the forward objectives:
+    their timesteps instead)."""
+    t, g = cfg.train, cfg.grpo
+    if objective.forward_process:
+        k = g.forward_timesteps or objective.timesteps
+    per_item = 1 + (g.kl_coef > 0) + bool(objective.old_policy)
+    return {"calls/rollout": num_steps * -(-rolled_out // (t.rollout_batch_size or rolled_out)),
+            "calls/train": -(-trained * k // t.train_batch_size) * per_item * t.passes_per_rollout}
 
 
 def _reward_metrics(total: torch.Tensor, parts: dict[str, torch.Tensor]) -> dict:
