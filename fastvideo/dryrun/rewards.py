@@ -24,9 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastvideo.dryrun.fake import default_dtype
-
-_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-           "float16": torch.float16, "fp16": torch.float16}
+from fastvideo.rewards.base import resolve_dtype
 
 
 @dataclass
@@ -131,7 +129,7 @@ def build_reward_models(rewards_cfg: Any) -> list[RewardModel]:
         if build is None:
             models.append(RewardModel(term.name, None, lambda images: None))
             continue
-        model = build(dict(term.kwargs), _DTYPES[str(term.kwargs.get("dtype", "float32"))])
+        model = build(dict(term.kwargs), resolve_dtype(term.kwargs.get("dtype", "float32")))  # as each Reward reads it
         model.module.requires_grad_(False)  # as every Reward freezes its network
         models.append(model)
     return models

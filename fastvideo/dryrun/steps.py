@@ -20,12 +20,11 @@ from fastvideo.grpo.forward import OBJECTIVE_SPECS
 from fastvideo.grpo.loss import gaussian_kl, grpo_loss
 from fastvideo.grpo.plan import iteration_plan
 from fastvideo.grpo.rollout import make_sample_ids, train_step_subsets
-from fastvideo.grpo.window import SlidingWindow
 from fastvideo.models.base import repeat_cond, select_cond
 from fastvideo.training.forward_update import LOSSES, ForwardSettings, _Items
 from fastvideo.training.optim import EMA, build_optimizer
 from fastvideo.training.policy import prepare_policy
-from fastvideo.training.trainer import build_sampler, iteration_call_counts
+from fastvideo.training.trainer import build_sampler, build_window, iteration_call_counts
 
 
 def _data_dependent_errors() -> tuple[type[Exception], ...]:
@@ -60,9 +59,7 @@ class IterationPieces:
         s = cfg.sampler
         with real_tensors():  # the schedule tables are real numbers
             self.sampler = build_sampler(cfg, adapter)
-            window = SlidingWindow(s.num_steps, s.window_size, s.window_strategy, s.window_shift_every,
-                                   s.window_stride, cfg.train.seed) if s.window_size > 0 else None
-            self.step_plan = iteration_plan(self.sampler, window, 0, timestep_fraction=cfg.grpo.timestep_fraction,
+            self.step_plan = iteration_plan(self.sampler, build_window(cfg), 0, timestep_fraction=cfg.grpo.timestep_fraction,
                                             ode_solver=s.ode_solver, flash_ratio=s.flash_ratio)
         policy = prepare_policy(cfg, adapter, env, self.objective.old_policy, mesh)
         self.model, self.reference, self.old_policy = policy.model, policy.reference, policy.old_policy

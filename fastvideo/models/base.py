@@ -85,6 +85,24 @@ def cond_to(cond: Cond, device: torch.device | str | None = None, dtype: torch.d
             for key, value in cond.items()}
 
 
+# --- packed latents (FLUX, Qwen-Image) -------------------------------------------------------------
+
+
+def pack_2x2(latents: Tensor) -> Tensor:
+    """(B, C, h, w) VAE latents -> (B, (h/2)*(w/2), 4C) tokens of 2x2 patches (``FluxPipeline._pack_latents``;
+    ``QwenImagePipeline``'s is the same)."""
+    b, c, h, w = latents.shape
+    x = latents.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5)
+    return x.reshape(b, (h // 2) * (w // 2), c * 4)
+
+
+def unpack_2x2(latents: Tensor, h: int, w: int) -> Tensor:
+    """Inverse of ``pack_2x2`` for an (h, w) latent image."""
+    b, _, channels = latents.shape
+    x = latents.reshape(b, h // 2, w // 2, channels // 4, 2, 2).permute(0, 3, 1, 4, 2, 5)
+    return x.reshape(b, channels // 4, h, w)
+
+
 # --- lazily loaded components ---------------------------------------------------------------------
 
 Loader = Callable[[torch.dtype | None], Any]
@@ -214,7 +232,13 @@ def tiny_source(kind: str, seed: int = 0) -> ComponentSource:
     """Components of the tiny ``kind`` model built in memory (see ``fastvideo.models.tiny``)."""
     from fastvideo.models.tiny import tiny_builders, tiny_component_configs
 
-    builders, stored_configs = tiny_builders(kind, seed), tiny_component_configs(kind)
+    return in_memory_source(tiny_builders(kind, seed), tiny_component_configs(kind), f"tiny {kind} model")
+
+
+def in_memory_source(builders: dict[str, Callable[[], Any]], configs: dict[str, dict[str, Any]],
+                     description: str) -> ComponentSource:
+    """Components made by ``builders`` (name -> () -> component) on each load, cast to the wanted dtype, with
+    their ``configs`` (name -> config dict): the tiny models of every family."""
 
     def loader(build: Callable[[], Any]) -> Loader:
         def load(dtype: torch.dtype | None) -> Any:
@@ -227,8 +251,8 @@ def tiny_source(kind: str, seed: int = 0) -> ComponentSource:
     def config_reader(config: dict[str, Any]) -> Callable[[], dict[str, Any]]:
         return lambda: dict(config)
 
-    configs = {name: config_reader(config) for name, config in stored_configs.items()}
-    return ComponentSource({name: loader(b) for name, b in builders.items()}, configs, f"tiny {kind} model")
+    return ComponentSource({name: loader(build) for name, build in builders.items()},
+                           {name: config_reader(config) for name, config in configs.items()}, description)
 
 
 def _module_dtype(module: nn.Module) -> torch.dtype | None:

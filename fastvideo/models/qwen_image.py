@@ -44,6 +44,8 @@ from fastvideo.models.base import (
     RequiredFiles,
     directory_source,
     download_command,
+    pack_2x2,
+    unpack_2x2,
     unwrap_module,
 )
 from fastvideo.models.cfg import NegativePromptCFG
@@ -162,17 +164,12 @@ class QwenImageAdapter(NegativePromptCFG, ModelAdapter):
         return ((h // 2) * (w // 2), 4 * int(self.vae_config["z_dim"]))
 
     def pack(self, latents: Tensor) -> Tensor:
-        """(B, C, h, w) -> (B, (h/2)*(w/2), 4C) (``QwenImagePipeline._pack_latents``)."""
-        b, c, h, w = latents.shape
-        x = latents.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5)
-        return x.reshape(b, (h // 2) * (w // 2), c * 4)
+        """(B, C, h, w) VAE latents -> (B, (h/2)*(w/2), 4C) tokens (``QwenImagePipeline._pack_latents``)."""
+        return pack_2x2(latents)
 
     def unpack(self, latents: Tensor) -> Tensor:
         """Inverse of ``pack`` for the configured image size: (B, C, h, w)."""
-        h, w = self.latent_hw()
-        b, _, channels = latents.shape
-        x = latents.reshape(b, h // 2, w // 2, channels // 4, 2, 2).permute(0, 3, 1, 4, 2, 5)
-        return x.reshape(b, channels // 4, h, w)
+        return unpack_2x2(latents, *self.latent_hw())
 
     def latent_grid(self):
         """Packed tokens <-> (B, C, h, w) VAE latents (block noise acts on the latent image)."""

@@ -26,10 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import nn
-
-from fastvideo.models.base import ComponentSource
+from fastvideo.models.base import ComponentSource, in_memory_source
 from fastvideo.models.tiny import (
     _T5_WORDS,
     TINY_CLIP_MAX_LENGTH,
@@ -268,19 +265,7 @@ def tiny_more_source(kind: str, seed: int = 0) -> ComponentSource:
     """Components of the tiny ``kind`` model built in memory (the twin of ``base.tiny_source``)."""
     builders, configs = tiny_more_builders(kind, seed), tiny_more_configs(kind)
 
-    def loader(build: Callable[[], Any]) -> Callable[[torch.dtype | None], Any]:
-        def load(dtype: torch.dtype | None) -> Any:
-            value = build()
-            if dtype is not None and isinstance(value, nn.Module) and next(value.parameters()).dtype != dtype:
-                value = value.to(dtype)
-            return value
-        return load
-
-    def config_reader(config: dict[str, Any]) -> Callable[[], dict[str, Any]]:
-        return lambda: dict(config)
-
-    return ComponentSource({name: loader(build) for name, build in builders.items()},
-                           {name: config_reader(config) for name, config in configs.items()}, f"tiny {kind} model")
+    return in_memory_source(builders, configs, f"tiny {kind} model")
 
 
 def tiny_more_pipeline(kind: str, seed: int = 0) -> Any:

@@ -22,10 +22,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import nn
-
-from fastvideo.models.base import ComponentSource
+from fastvideo.models.base import ComponentSource, in_memory_source
 from fastvideo.models.tiny import (
     TINY_TEXT_DIM,
     _component_seed,
@@ -166,20 +163,7 @@ def tiny_video_source(kind: str, seed: int = 0) -> ComponentSource:
     builders = tiny_video_builders(kind, seed)
     configs = {"vae": tiny_video_vae_config(), "transformer": tiny_video_transformer_config(kind)}
 
-    def loader(build: Callable[[], Any]) -> Callable[[torch.dtype | None], Any]:
-        def load(dtype: torch.dtype | None) -> Any:
-            value = build()
-            if dtype is not None and isinstance(value, nn.Module) and next(value.parameters()).dtype != dtype:
-                value = value.to(dtype)
-            return value
-        return load
-
-    def config_reader(config: dict[str, Any]) -> Callable[[], dict[str, Any]]:
-        return lambda: dict(config)
-
-    return ComponentSource({name: loader(build) for name, build in builders.items()},
-                           {name: config_reader(config) for name, config in configs.items()},
-                           f"tiny {kind} model")
+    return in_memory_source(builders, configs, f"tiny {kind} model")
 
 
 def tiny_video_pipeline(kind: str, seed: int = 0) -> Any:

@@ -53,6 +53,13 @@ def build_sampler(cfg: Config, adapter, num_steps: int | None = None):
         raise ValueError(f"sampler settings: {err}") from None
 
 
+def build_window(cfg: Config) -> SlidingWindow | None:
+    """MixGRPO's sliding window of the run's ``sampler`` settings (None without one)."""
+    s = cfg.sampler
+    return SlidingWindow(s.num_steps, s.window_size, s.window_strategy, s.window_shift_every, s.window_stride,
+                         cfg.train.seed) if s.window_size > 0 else None
+
+
 class GRPOTrainer:
     """Builds everything from a ``Config`` and runs ``train()``; components can be injected for tests."""
 
@@ -67,9 +74,7 @@ class GRPOTrainer:
         self.adapter = adapter if adapter is not None else _build_adapter(cfg, self.env)
         self.sampler = build_sampler(cfg, self.adapter)
         self.eval_sampler = build_sampler(cfg, self.adapter, cfg.sampler.eval_num_steps or None)
-        s = cfg.sampler
-        self.window = SlidingWindow(s.num_steps, s.window_size, s.window_strategy, s.window_shift_every,
-                                    s.window_stride, cfg.train.seed) if s.window_size > 0 else None
+        self.window = build_window(cfg)
         self.data = PromptSource(cfg, self.adapter, self.env.device)
         self.objective = OBJECTIVE_SPECS[cfg.grpo.objective]
         self.model = self._prepare_model()
