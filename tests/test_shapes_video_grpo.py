@@ -16,7 +16,14 @@ from PIL import Image
 
 from fastvideo.distributed import DistEnv
 from fastvideo.shapes.motion import MOTION_SKILLS, sample_motion_prompts
-from fastvideo.shapes.motion_frames import MotionFirstFrames, first_frame_seed, use_motion_first_frames
+from fastvideo.shapes import motion_frames
+from fastvideo.shapes.motion_frames import (
+    MotionFirstFrames,
+    eval_first_frames,
+    first_frame_seed,
+    indexed_first_frames,
+    use_motion_first_frames,
+)
 from fastvideo.shapes.motion_render import render_video
 from fastvideo.shapes.policy_eval import EvalSettings, evaluate_policy, paired_gain
 from fastvideo.shapes.worlds import IMAGE_WORLD, MOTION_WORLD, get_world
@@ -108,6 +115,20 @@ def test_first_frames_are_the_ground_truth_render_and_fixed_per_prompt():
     assert not torch.equal(MotionFirstFrames(SIZE, seed=1)(prompts[:1]), frames[:1])
 
 
+def test_evaluation_first_frames_are_a_fresh_ground_truth_scene_per_index():
+    prompt = "a red circle moving right"
+    frames = indexed_first_frames([prompt] * 4, [0, 1, 2, 0], 1234, SIZE)
+    assert frames.shape == (4, 3, SIZE, SIZE)
+    for index, frame in zip([0, 1, 2], frames):
+        clip = render_video(prompt, np.random.default_rng([1234, index]), SIZE, 9)
+        assert torch.equal(frame, torch.from_numpy(clip[0]))
+    assert torch.equal(frames[0], frames[3]) and not torch.equal(frames[0], frames[1])
+    adapter = SimpleNamespace(first_frame_source=MotionFirstFrames(SIZE))
+    assert torch.equal(eval_first_frames(adapter, 1234)([prompt], [2]), frames[2:3])
+    assert eval_first_frames(SimpleNamespace(first_frame_source=lambda prompts: None), 1234) is None  # a file
+    assert eval_first_frames(SimpleNamespace(), 1234) is None  # text-to-video
+
+
 def test_first_frame_source_is_wired_unless_a_file_is_configured(monkeypatch):
     from fastvideo.models.skyreels_i2v import FIRST_FRAME_ENV
 
@@ -195,13 +216,18 @@ def test_t2v_grpo_on_the_smoke_pipeline_writes_all_artefacts(tmp_path, smoke_pip
 def test_i2v_grpo_conditions_training_and_evaluation_on_rendered_first_frames(tmp_path, smoke_pipelines,
                                                                              monkeypatch):
     seen: list[str] = []
-    original = MotionFirstFrames.__call__
+    evaluated: list[tuple[str, int]] = []
+    original, indexed = MotionFirstFrames.__call__, motion_frames.indexed_first_frames
     monkeypatch.setattr(MotionFirstFrames, "__call__", lambda self, prompts: seen.extend(prompts) or original(
         self, prompts))
+    monkeypatch.setattr(motion_frames, "indexed_first_frames", lambda texts, indices, seed, size: evaluated.extend(
+        zip(texts, indices)) or indexed(texts, indices, seed, size))
     check_video_artefacts(run_video_grpo(tmp_path, "skyreels_i2v_grpo", smoke_pipelines["skyreels_i2v"]))
     train = set((ROOT / "assets/shapes_video/prompts/train.txt").read_text().splitlines())
-    heldout = {text for text, _ in MOTION_WORLD.prompts(4, EvalSettings().seed)}
-    assert heldout <= set(seen) and set(seen) & train  # evaluation and rollouts
+    heldout = [text for text, _ in MOTION_WORLD.prompts(4, EvalSettings().seed)]
+    assert set(seen) <= train and set(seen)  # rollouts: one frame per train prompt
+    expected = [(text, index) for index, text in enumerate(heldout)]
+    assert sorted(evaluated) == sorted(expected * 2)  # base and final evaluations: one scene per index
 
 
 @pytest.mark.slow

@@ -10,9 +10,12 @@ final evaluations. Nothing is written to disk.
     adapter.set_first_frame_source(MotionFirstFrames(size=32))      # or use_motion_first_frames(adapter)
 
 Frames are rendered square at ``size`` (>= 32) and the adapter fits them to model.height x width.
-(``fastvideo.shapes.pretrain.video_i2v.evaluate_i2v`` seeds its first frames by draw index instead, rng
-``[seed, index]``; GRPO rollouts only know the prompt, hence a per-prompt seed here. The held-out
-prompts are the same, the first frames and noise are not, so its numbers are close, not identical.)
+
+Evaluations draw a fresh scene per *evaluation index* instead (``indexed_first_frames``, rng
+``[seed, index]``): the held-out split has only 6 single-object prompts, and one frame per prompt would
+measure 6 scenes. ``policy_eval.evaluate_policy`` (the README's I2V numbers) and
+``fastvideo.shapes.pretrain.video_i2v.evaluate_i2v`` use the same frames; GRPO rollouts only know the
+prompt, hence the per-prompt seed of ``MotionFirstFrames`` there.
 """
 
 from __future__ import annotations
@@ -45,6 +48,26 @@ def render_first_frame(prompt: str, size: int, seed: int = FIRST_FRAME_SEED) -> 
     return pixels.transpose(2, 0, 1).astype(np.float32) / np.float32(255.0)
 
 
+def indexed_first_frames(texts: list[str], indices: list[int], seed: int, size: int) -> torch.Tensor:
+    """(B, 3, size, size) in [0, 1]: frame 0 of a ground-truth scene of ``texts[i]`` sampled from
+    ``default_rng([seed, indices[i]])`` (= ``render_video(text, that rng, size)[0]``), a fresh scene per draw."""
+    frames = []
+    for text, index in zip(texts, indices):
+        trajectories = sample_motion_scene(text, np.random.default_rng([seed, index]), check_video_size(size))
+        frames.append(render_scene([trajectory.at(0.0) for trajectory in trajectories], size))
+    return torch.from_numpy(np.stack(frames).transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255.0))
+
+
+def eval_first_frames(adapter, seed: int):
+    """``fn(texts, indices) -> frames`` for the evaluation of an image-to-video adapter that renders the
+    world's ground-truth first frames (``MotionFirstFrames``); None for any other adapter (text-to-video,
+    or a configured first-frame file, which the evaluation then uses as the rollouts do)."""
+    source = getattr(adapter, "first_frame_source", None)
+    if not isinstance(source, MotionFirstFrames):
+        return None
+    return lambda texts, indices: indexed_first_frames(texts, indices, seed, source.size)
+
+
 class MotionFirstFrames:
     """``fn(prompts) -> (B, 3, size, size)`` in [0, 1]: the ground-truth first frame of each prompt."""
 
@@ -70,5 +93,5 @@ def use_motion_first_frames(adapter, seed: int = FIRST_FRAME_SEED) -> bool:
     return True
 
 
-__all__ = ["FIRST_FRAME_SEED", "MotionFirstFrames", "first_frame_seed", "render_first_frame",
-           "use_motion_first_frames"]
+__all__ = ["FIRST_FRAME_SEED", "MotionFirstFrames", "eval_first_frames", "first_frame_seed", "indexed_first_frames",
+           "render_first_frame", "use_motion_first_frames"]

@@ -109,20 +109,29 @@ def shard(num: int, rank: int, world_size: int) -> tuple[list[int], int]:
 
 @torch.no_grad()
 def generate(adapter, sampler, texts: list[str], indices: list[int], *, seed: int, batch_size: int,
-             device: torch.device, mixed_precision: str = "auto", progress: tqdm | None = None) -> torch.Tensor:
+             device: torch.device, mixed_precision: str = "auto", progress: tqdm | None = None,
+             first_frames=None) -> torch.Tensor:
     """Deterministic samples (N, 3, H, W) (videos: (N, T, 3, H, W)) in [0, 1] of ``texts``; sample i's
-    noise depends on ``indices[i]``."""
-    chunks = []
-    for start in range(0, len(texts), batch_size):
-        batch_texts, batch_indices = texts[start:start + batch_size], indices[start:start + batch_size]
-        cond = {k: v.to(device) for k, v in adapter.encode_prompts(batch_texts).items()}
-        ids = make_sample_ids(batch_indices, 1)
-        init = initial_noise(adapter.latent_shape(), ids, seed=seed, iteration=0, same_in_group=True,
-                             device=device)
-        chunks.append(sample_latents(adapter, cond, init, sampler, ids=ids, seed=seed,
-                                     mixed_precision=mixed_precision))
-        if progress is not None:
-            progress.update(len(batch_texts))
+    noise depends on ``indices[i]``. ``first_frames(texts, indices)``, if given, is an image-to-video
+    adapter's first frames for each batch (its own frame source is restored afterwards)."""
+    chunks, previous = [], getattr(adapter, "first_frame_source", None)
+    try:
+        for start in range(0, len(texts), batch_size):
+            batch_texts, batch_indices = texts[start:start + batch_size], indices[start:start + batch_size]
+            if first_frames is not None:
+                frames = first_frames(batch_texts, batch_indices)
+                adapter.set_first_frame_source(lambda prompts, frames=frames: frames)
+            cond = {k: v.to(device) for k, v in adapter.encode_prompts(batch_texts).items()}
+            ids = make_sample_ids(batch_indices, 1)
+            init = initial_noise(adapter.latent_shape(), ids, seed=seed, iteration=0, same_in_group=True,
+                                 device=device)
+            chunks.append(sample_latents(adapter, cond, init, sampler, ids=ids, seed=seed,
+                                         mixed_precision=mixed_precision))
+            if progress is not None:
+                progress.update(len(batch_texts))
+    finally:
+        if first_frames is not None:
+            adapter.set_first_frame_source(previous)
     return torch.cat(chunks)
 
 
@@ -150,7 +159,8 @@ def evaluate_policy(adapter, sampler, env: DistEnv, settings: EvalSettings, *, m
                disable=not (env.is_main and progress_bar))
     with eval_mode(adapter.transformer):
         images = generate(adapter, sampler, texts, mine, seed=settings.seed, batch_size=settings.batch_size,
-                          device=env.device, mixed_precision=mixed_precision, progress=bar)
+                          device=env.device, mixed_precision=mixed_precision, progress=bar,
+                          first_frames=world.first_frames(adapter, settings.seed))
     bar.set_postfix(verifying=len(texts))
     local = verify_images(images[:real], texts[:real], world)
     bar.close()

@@ -71,6 +71,10 @@ class ImageWorld:
         """Lines of the figure's legend after the rows and columns."""
         return []
 
+    def first_frames(self, adapter, seed: int):
+        """``fn(texts, indices) -> first frames`` of an image-to-video evaluation, or None (images: none)."""
+        return None
+
 
 class MotionWorld(ImageWorld):
     """Moving shapes (text- or image-to-video): motion held-out prompts, ``verify_video``, strip + GIF."""
@@ -82,7 +86,10 @@ class MotionWorld(ImageWorld):
     default_grid_per_skill = 4
     eval_info = {"prompt_draws": "sample_motion_prompts(num_prompts, default_rng(seed), split='heldout'), "
                                  "as fastvideo.shapes.pretrain.video.evaluate_video",
-                 "verifier": "fastvideo.shapes.motion_verifier.verify_video"}
+                 "verifier": "fastvideo.shapes.motion_verifier.verify_video",
+                 "i2v_first_frames": "frame 0 of a ground-truth scene drawn from default_rng([seed, index]) "
+                                     "(fastvideo.shapes.motion_frames.indexed_first_frames), unless a "
+                                     "first-frame file is configured"}
 
     def prompts(self, num: int, seed: int) -> list[tuple[str, str]]:
         """``num`` skill-balanced (text, skill) held-out draws, exactly as the video pretraining eval."""
@@ -116,6 +123,12 @@ class MotionWorld(ImageWorld):
         except ImportError as err:  # imageio is the optional [video] extra: keep the run's other artefacts
             logger.warning("no %s (%s; pip install -e .[video])", path.with_suffix(".gif"), err)
             return [path]
+
+    def first_frames(self, adapter, seed: int):
+        """Image-to-video: a fresh ground-truth first frame per evaluation index (``eval_first_frames``)."""
+        from fastvideo.shapes.motion_frames import eval_first_frames
+
+        return eval_first_frames(adapter, seed)
 
     def legend(self) -> list[str]:
         return [f"cells: frames first / middle / last left to right; {GIF_FPS:g} fps animation in the .gif"]

@@ -46,7 +46,7 @@ from diffusers import (
 from fastvideo.models.skyreels_i2v import EMBEDDED_GUIDANCE
 from fastvideo.shapes.heldout import EVAL_SEED, proportion
 from fastvideo.shapes.motion import MOTION_SKILLS, sample_motion_prompts
-from fastvideo.shapes.motion_render import render_video
+from fastvideo.shapes.motion_frames import indexed_first_frames
 from fastvideo.shapes.motion_verifier import verify_video
 from fastvideo.shapes.pretrain.common import (
     LossLog,
@@ -163,14 +163,6 @@ def i2v_sampling_kwargs(size: int, num_frames: int, cfg_scale: float = CFG_SCALE
             "true_cfg_scale": cfg_scale, "negative_prompt": "", "max_sequence_length": LLAMA_MAX_LENGTH}
 
 
-def ground_truth_first_frames(texts: list[str], indices: list[int], seed: int, size: int,
-                              num_frames: int) -> torch.Tensor:
-    """(B, 3, H, W) in [0, 1]: frame 0 of a ground-truth render of prompt i (rng ``[seed, index]``)."""
-    frames = [render_video(text, np.random.default_rng([seed, index]), size, num_frames)[0]
-              for text, index in zip(texts, indices)]
-    return torch.from_numpy(np.stack(frames))
-
-
 @torch.no_grad()
 def sample_i2v(adapter, texts: list[str], first_frames: torch.Tensor, seeds: list[int], steps: int) -> torch.Tensor:
     """Euler ODE samples of our adapter, (B, T, 3, H, W) in [0, 1]; video i's noise from ``seeds[i]``."""
@@ -207,7 +199,7 @@ def evaluate_i2v(model_dir: Path, num: int = 200, steps: int = 16, seed: int = E
     for start in range(0, num, batch_size):
         batch = prompts[start:start + batch_size]
         texts, indices = [p.text for p in batch], list(range(start, start + len(batch)))
-        frames = ground_truth_first_frames(texts, indices, seed, size, num_frames)
+        frames = indexed_first_frames(texts, indices, seed, size)
         videos = sample_i2v(adapter, texts, frames, [seed + i for i in indices], steps)
         for clip, prompt in zip(videos, batch):
             verdict = verify_video(clip, prompt.text)
