@@ -23,7 +23,7 @@ def fake_pipeline(directory, seed: int) -> None:
 
 
 def weights(directory) -> dict[str, torch.Tensor]:
-    vae = AutoencoderKLHunyuanVideo.from_pretrained(directory, torch_dtype=torch.float32)
+    vae = AutoencoderKLHunyuanVideo.from_pretrained(directory, dtype=torch.float32)
     return {k: v.clone() for k, v in vae.state_dict().items()}
 
 

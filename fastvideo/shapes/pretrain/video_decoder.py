@@ -54,7 +54,7 @@ def load_vae(pipeline_dir: Path) -> AutoencoderKLHunyuanVideo:
     if not (pipeline_dir / "vae" / "config.json").exists():
         raise FileNotFoundError(f"{pipeline_dir} has no vae/: --pipelines takes saved video pipelines "
                                 "(e.g. assets/shapes_video/hunyuan)")
-    vae = AutoencoderKLHunyuanVideo.from_pretrained(pipeline_dir / "vae", torch_dtype=torch.float32)
+    vae = AutoencoderKLHunyuanVideo.from_pretrained(pipeline_dir / "vae", dtype=torch.float32)
     for name, param in vae.named_parameters():
         param.requires_grad_(not name.startswith(FROZEN_PREFIXES))
     return vae
@@ -124,7 +124,7 @@ def ship(work_dir: Path, pipelines: list[Path]) -> None:
     stage_dir = work_dir / "decoder"
     if not (stage_dir / "model").exists():
         raise FileNotFoundError(f"no fine-tuned decoder in {stage_dir}: train it first (without --ship)")
-    tuned = AutoencoderKLHunyuanVideo.from_pretrained(stage_dir / "model", torch_dtype=torch.float32)
+    tuned = AutoencoderKLHunyuanVideo.from_pretrained(stage_dir / "model", dtype=torch.float32)
     stats = json.loads((stage_dir / "stats.json").read_text())
     frozen = encoder_state(tuned)
     for directory in pipelines:
