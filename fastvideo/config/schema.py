@@ -99,7 +99,8 @@ class GRPOConfig:
     adv_clip_max: float = 5.0
     """Advantages are clipped to [-adv_clip_max, adv_clip_max]."""
     timestep_fraction: float = 0.6
-    """Fraction of the S-1 trainable steps trained per sample: floor((S-1)*fraction), in (0, 1]."""
+    """Fraction of the S-1 trainable steps trained per sample: floor((S-1)*fraction), in (0, 1]. The likelihood
+    objective (grpo) only: nft/awm/rft train ``forward_timesteps`` re-noised timesteps per sample instead."""
     advantage_scope: str = "group"
     """Normalise rewards within each prompt's group ('group') or over the whole gathered batch ('global')."""
     per_prompt_stat_tracking: bool = False
