@@ -15,8 +15,8 @@ import torch
 from PIL import Image
 
 from fastvideo.distributed import DistEnv
-from fastvideo.shapes.motion import MOTION_SKILLS, sample_motion_prompts
 from fastvideo.shapes import motion_frames
+from fastvideo.shapes.motion import MOTION_SKILLS, sample_motion_prompts
 from fastvideo.shapes.motion_frames import (
     MotionFirstFrames,
     eval_first_frames,
