@@ -39,23 +39,25 @@ def first_frame_seed(prompt: str, seed: int = FIRST_FRAME_SEED) -> int:
     return prompt_seed(prompt, seed)
 
 
-def render_first_frame(prompt: str, size: int, seed: int = FIRST_FRAME_SEED) -> np.ndarray:
-    """Frame 0 of ``render_video(prompt, default_rng(first_frame_seed(prompt, seed)), size)``:
-    float32 (3, size, size) in [0, 1] (the start positions do not depend on the clip length)."""
-    rng = np.random.default_rng(first_frame_seed(prompt, seed))
+def scene_first_frame(prompt: str, rng: np.random.Generator, size: int) -> np.ndarray:
+    """Frame 0 of ``render_video(prompt, rng, size)``: float32 (3, size, size) in [0, 1] (the start
+    positions do not depend on the clip length)."""
     trajectories = sample_motion_scene(prompt, rng, check_video_size(size))
     pixels = render_scene([trajectory.at(0.0) for trajectory in trajectories], size)
     return pixels.transpose(2, 0, 1).astype(np.float32) / np.float32(255.0)
 
 
+def render_first_frame(prompt: str, size: int, seed: int = FIRST_FRAME_SEED) -> np.ndarray:
+    """``scene_first_frame`` of the prompt's own scene, rng ``default_rng(first_frame_seed(prompt, seed))``."""
+    return scene_first_frame(prompt, np.random.default_rng(first_frame_seed(prompt, seed)), size)
+
+
 def indexed_first_frames(texts: list[str], indices: list[int], seed: int, size: int) -> torch.Tensor:
-    """(B, 3, size, size) in [0, 1]: frame 0 of a ground-truth scene of ``texts[i]`` sampled from
-    ``default_rng([seed, indices[i]])`` (= ``render_video(text, that rng, size)[0]``), a fresh scene per draw."""
-    frames = []
-    for text, index in zip(texts, indices):
-        trajectories = sample_motion_scene(text, np.random.default_rng([seed, index]), check_video_size(size))
-        frames.append(render_scene([trajectory.at(0.0) for trajectory in trajectories], size))
-    return torch.from_numpy(np.stack(frames).transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255.0))
+    """(B, 3, size, size) in [0, 1]: ``scene_first_frame`` of ``texts[i]`` with rng
+    ``default_rng([seed, indices[i]])``, a fresh scene per draw."""
+    frames = [scene_first_frame(text, np.random.default_rng([seed, index]), size)
+              for text, index in zip(texts, indices)]
+    return torch.from_numpy(np.stack(frames))
 
 
 def eval_first_frames(adapter, seed: int):
@@ -94,4 +96,4 @@ def use_motion_first_frames(adapter, seed: int = FIRST_FRAME_SEED) -> bool:
 
 
 __all__ = ["FIRST_FRAME_SEED", "MotionFirstFrames", "eval_first_frames", "first_frame_seed", "indexed_first_frames",
-           "render_first_frame", "use_motion_first_frames"]
+           "render_first_frame", "scene_first_frame", "use_motion_first_frames"]
