@@ -1,6 +1,8 @@
-"""Worker for the rank-independence test: ``torchrun --nproc_per_node=N tests/dist_worker.py OUT P``.
+"""Worker for the rank-independence test: ``torchrun --nproc_per_node=N tests/dist_worker.py OUT P PARADIGM
+[OBJECTIVE]``.
 
-Trains one GRPO iteration with P prompts per rank and saves the full parameters: the toy adapter
+Trains one iteration of OBJECTIVE (default ``grpo``; ``nft``: DiffusionNFT on ODE rollouts with independent
+noise and its soft-updated old policy) with P prompts per rank and saves the full parameters: the toy adapter
 (paradigm ``flow`` / ``diffusion``) or a tiny real model (``hunyuan`` T2V, ``skyreels_i2v``, ``sd3``, ``wan``,
 ``qwen_image``).
 """
@@ -33,11 +35,20 @@ tiny models whose gradients are ~1e-8..1e-6, so the fp32 rounding of one vs two 
 gradient (Wan at eps 1e-4: max parameter difference 1.2e-7)."""
 
 
-def main(out: str, prompts_per_rank: int, paradigm: str) -> None:
+OBJECTIVE_SETTINGS = {
+    "grpo": {},
+    "nft": {"grpo__objective": "nft", "sampler__sde_type": "ode", "sampler__init_same_noise": False,
+            "grpo__forward_timesteps": 2},
+}
+"""Config overrides per objective (``nft``: the front door's recipe, fewer re-noised timesteps)."""
+
+
+def main(out: str, prompts_per_rank: int, paradigm: str, objective: str = "grpo") -> None:
     env = init_distributed()
     tmp = Path(out).parent / f"work-{env.world_size}"
     tmp.mkdir(parents=True, exist_ok=True)
-    cfg = toy_config(tmp, train__prompts_per_iteration=prompts_per_rank, train__max_iterations=1)
+    cfg = toy_config(tmp, train__prompts_per_iteration=prompts_per_rank, train__max_iterations=1,
+                     **OBJECTIVE_SETTINGS[objective])
     if paradigm in REAL_MODELS:  # a tiny real transformer, sharded with FSDP2 on 2 ranks
         from fastvideo.training.trainer import GRPOTrainer
         from tests.toy_models import BrightnessRewards
@@ -60,4 +71,4 @@ def main(out: str, prompts_per_rank: int, paradigm: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), sys.argv[3])
+    main(sys.argv[1], int(sys.argv[2]), sys.argv[3], *sys.argv[4:5])

@@ -131,22 +131,35 @@ class SoftCopy:
     def current_decay(self) -> float:
         return min(self.decay_rate * self.steps, self.decay_max)
 
+    def reshard(self) -> None:
+        """Put the copy's FSDP2 parameters back to their shards. The copy only runs forward passes without
+        gradient, after which FSDP2 keeps the root module's parameters gathered (plain tensors; it reshards
+        them after backward), so ``update`` would mix them with the model's sharded DTensors."""
+        from torch.distributed.fsdp import FSDPModule
+
+        for module in self.module.modules():
+            if isinstance(module, FSDPModule):
+                module.reshard()
+
     @torch.no_grad()
     def update(self, model: nn.Module, optimizer_steps: int) -> float:
         """Count ``optimizer_steps`` more steps, then move the copy towards ``model``; returns the decay d."""
         self.steps += int(optimizer_steps)
         decay = self.current_decay()
+        self.reshard()
         mine, theirs = dict(self.module.named_parameters()), dict(model.named_parameters())
         for n in self.names:
             mine[n].lerp_(theirs[n].detach().to(mine[n].dtype), 1.0 - decay)
         return decay
 
     def state_dict(self) -> dict:
+        self.reshard()
         params = dict(self.module.named_parameters())
         return {**{n: params[n].detach() for n in self.names}, self.STEPS: self.steps}
 
     @torch.no_grad()
     def load_state_dict(self, state: Mapping) -> None:
+        self.reshard()
         params = dict(self.module.named_parameters())
         for n in self.names:
             if n not in state:
