@@ -326,6 +326,12 @@ def test_reward_scores_video_batches_in_score_and_binary_modes():
     frames = build_reward("shapes_motion_verifier", mode="frames")
     assert torch.equal(frames(videos, texts), torch.ones(2))
     assert torch.allclose(frames(videos, wrong), score(videos, wrong))  # every frame agrees: same as score
+    present = build_reward("shapes_motion_verifier", mode="present")
+    assert torch.equal(present(videos, texts), torch.ones(2))
+    assert torch.allclose(present(videos, wrong), score(videos, wrong))
+    blank = videos[..., :1, :1].expand_as(videos).contiguous()  # background only: "nothing else" pays 1/3, 1/5
+    assert torch.allclose(frames(blank, texts), torch.tensor([1 / 3, 1 / 5]))
+    assert torch.equal(present(blank, texts), torch.zeros(2))
     with pytest.raises(ValueError, match="video input"):
         score(videos[:, 0], texts)  # images (B, 3, H, W) are not videos
     with pytest.raises(ValueError, match="mode"):
@@ -348,3 +354,19 @@ def test_frame_credit_counts_the_frames_where_per_frame_claims_hold():
     assert frame_credit(claims, clean, {key: "left"}) == pytest.approx(2 / 3)
     empty = [[] for _ in range(9)]
     assert frame_credit(claims, empty, {key: "untracked"}) == pytest.approx(1 / 3)  # as score: only "nothing else"
+
+
+def test_present_credit_pays_nothing_else_only_where_the_objects_are():
+    """``require_present``: the frame without the red circle (4) no longer earns "nothing else", the frames
+    with the stray square (6-7) still do not, and an empty clip earns 0 instead of 1/3."""
+    claims = list(_claims_of("a red circle moving right"))
+    frames = [[_det("red", "circle", 10 + 2 * t, 10)] for t in range(9)]
+    frames[4] = []
+    frames[6] = frames[6] + [_det("blue", "square", 40, 40)]
+    key = ("red", "circle")
+    assert frame_credit(claims, frames, {key: "untracked"}, require_present=True) == pytest.approx(
+        (8 / 9 + 0 + 7 / 9) / 3)
+    empty = [[] for _ in range(9)]
+    assert frame_credit(claims, empty, {key: "untracked"}, require_present=True) == 0.0
+    clean = [[_det("red", "circle", 10 + 2 * t, 10)] for t in range(9)]
+    assert frame_credit(claims, clean, {key: "right"}, require_present=True) == 1.0

@@ -32,7 +32,10 @@ MOVE_MIN_FRAC) or exactly 0, so it is never borderline.
 
 ``frame_score`` is a denser partial credit over the same claims, meant as a GRPO reward (``score``
 and ``correct`` are unchanged): "exactly one <object> in every frame" and "nothing else in any frame"
-earn the fraction of frames in which they hold, motion claims 0 or 1.
+earn the fraction of frames in which they hold, motion claims 0 or 1. It pays an empty clip 1/3 for
+a one-object prompt ("nothing else" holds in every frame), above a weak base's mean, so RL on it learns
+to draw nothing; ``present_score`` (``frame_credit(..., require_present=True)``) pays "nothing else"
+only in the frames where every claimed object is present exactly once: an empty clip earns 0.
 """
 
 from __future__ import annotations
@@ -65,6 +68,8 @@ class VideoVerdict:
     correct: bool
     frame_score: float = 0.0
     """Partial credit with per-frame count and nothing-else claims (``frame_credit``); >= score."""
+    present_score: float = 0.0
+    """``frame_score`` whose "nothing else" counts only frames with every claimed object present once."""
     claims: list[tuple[str, bool]] = field(default_factory=list)
     """(description, satisfied) per claim, in order."""
     motions: dict[tuple[str, str], str] = field(default_factory=dict)
@@ -155,16 +160,20 @@ def check_motion_claims(
     return results, motions, tracks
 
 
-def frame_credit(claims: list[MotionClaim], frames: list[list[Detection]], motions: dict) -> float:
+def frame_credit(claims: list[MotionClaim], frames: list[list[Detection]], motions: dict, *,
+                 require_present: bool = False) -> float:
     """Mean over the prompt's claims of: for "exactly one <object> in every frame" the fraction of
     frames with exactly one, for "nothing else in any frame" the fraction of frames with nothing else,
     for each motion claim 1 if its classified motion (``motions``, as ``check_motion_claims`` returns
-    them) is the prompt's direction else 0. Equals ``score`` when every frame agrees."""
+    them) is the prompt's direction else 0. Equals ``score`` when every frame agrees.
+    ``require_present``: "nothing else" holds only in frames where every claimed object appears exactly
+    once (an empty frame earns nothing)."""
     claimed, num = {claim.key for claim in claims}, len(frames)
     motion_ok = [motions[claim.key] == claim.direction for claim in claims]
-    counts = [sum(sum((d.color, d.kind) == claim.key for d in dets) == 1 for dets in frames) / num
-              for claim in claims]
-    clean = sum(all((d.color, d.kind) in claimed for d in dets) for dets in frames) / num
+    once = [[sum((d.color, d.kind) == claim.key for d in dets) == 1 for claim in claims] for dets in frames]
+    counts = [sum(frame[i] for frame in once) / num for i in range(len(claims))]
+    clean = sum(all((d.color, d.kind) in claimed for d in dets) and (all(ok) or not require_present)
+                for dets, ok in zip(frames, once)) / num
     return float(np.mean([*counts, *map(float, motion_ok), clean]))
 
 
@@ -176,7 +185,8 @@ def verify_video(video, prompt_text: str) -> VideoVerdict:
     results, motions, tracks = check_motion_claims(claims, frames, min(frames_hwc.shape[1:3]))
     satisfied = sum(ok for _, ok in results)
     return VideoVerdict(score=satisfied / len(results), correct=satisfied == len(results),
-                        frame_score=frame_credit(claims, frames, motions), claims=results,
+                        frame_score=frame_credit(claims, frames, motions),
+                        present_score=frame_credit(claims, frames, motions, require_present=True), claims=results,
                         motions=motions, tracks=tracks, detections=frames)
 
 

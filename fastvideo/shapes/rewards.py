@@ -76,12 +76,14 @@ class ShapesMotionVerifierReward(Reward):
     ``mode="binary"``: 1 if every claim holds else 0; ``mode="frames"``: the same claims with partial
     credit per frame (``VideoVerdict.frame_score``: "exactly one X" and "nothing else" earn the fraction
     of frames where they hold), a denser signal for weak models whose clips rarely hold a claim in all
-    9 frames. Prompts must belong to the motion grammar
+    9 frames, which pays an empty clip 1/3 for a one-object prompt; ``mode="present"``: ``frames`` with
+    "nothing else" credited only in frames where every claimed object is present once
+    (``VideoVerdict.present_score``; an empty clip earns 0). Prompts must belong to the motion grammar
     (``fastvideo.shapes.motion``); videos need >= 5 frames. Runs on the CPU whatever ``device`` says.
     """
 
     input_kind = "video"
-    modes = ("score", "binary", "frames")
+    modes = ("score", "binary", "frames", "present")
 
     def __init__(
         self, mode: str = "score", device: str | torch.device | None = "cpu", batch_size: int = 64
@@ -97,5 +99,6 @@ class ShapesMotionVerifierReward(Reward):
 
     def score_batch(self, images: Tensor, prompts: list[str]) -> Tensor:
         verdicts = self._verdict_batch(self._verify, images, prompts, "videos")
-        field = {"score": "score", "binary": "correct", "frames": "frame_score"}[self.mode]
+        field = {"score": "score", "binary": "correct", "frames": "frame_score",
+                 "present": "present_score"}[self.mode]
         return torch.tensor([float(getattr(v, field)) for v in verdicts], dtype=torch.float32)
