@@ -72,3 +72,7 @@ def test_ship_writes_the_tuned_vae_in_the_stored_dtype(trained):
         assert info["vae_decoder_finetune"]["steps"] == 3
         assert "verifier_acc_reconstruction" in info["vae_stats"] and info["vae_stats"]["steps"] == 1
         assert not (directory / "eval.json").exists()  # it described the old decoder
+        assert "vae_decoder_finetune_history" not in info
+    video_decoder.main(["--pipelines", str(trained / "t2v"), "--work_dir", str(trained / "work"), "--ship"])
+    info = json.loads((trained / "t2v" / "pretrain.json").read_text())  # shipped again: the first one is kept
+    assert [entry["steps"] for entry in info["vae_decoder_finetune_history"]] == [3]

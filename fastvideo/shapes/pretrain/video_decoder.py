@@ -120,7 +120,9 @@ def stored_dtype(model_dir: Path) -> torch.dtype:
 
 
 def ship(work_dir: Path, pipelines: list[Path]) -> None:
-    """Write the fine-tuned VAE into every pipeline whose encoder it shares (checked first, for all)."""
+    """Write the fine-tuned VAE into every pipeline whose encoder it shares (checked first, for all).
+    ``pretrain.json`` gets its settings and statistics; those of an earlier shipped fine-tune move to
+    ``vae_decoder_finetune_history``."""
     stage_dir = work_dir / "decoder"
     if not (stage_dir / "model").exists():
         raise FileNotFoundError(f"no fine-tuned decoder in {stage_dir}: train it first (without --ship)")
@@ -138,6 +140,8 @@ def ship(work_dir: Path, pipelines: list[Path]) -> None:
         info_path = directory / "pretrain.json"
         info = json.loads(info_path.read_text())
         info["vae_stats"] = {**info.get("vae_stats", {}), **stats["finetuned"]}
+        if "vae_decoder_finetune" in info:  # an earlier fine-tune: this one started from it
+            info.setdefault("vae_decoder_finetune_history", []).append(info["vae_decoder_finetune"])
         info["vae_decoder_finetune"] = {key: stats[key] for key in ("steps", "lr", "batch_size", "seed", "base")}
         info_path.write_text(json.dumps(info, indent=2))
         (directory / "eval.json").unlink(missing_ok=True)
