@@ -357,8 +357,8 @@ def test_frame_credit_counts_the_frames_where_per_frame_claims_hold():
 
 
 def test_present_credit_pays_nothing_else_only_where_the_objects_are():
-    """``require_present``: the frame without the red circle (4) no longer earns "nothing else", the frames
-    with the stray square (6-7) still do not, and an empty clip earns 0 instead of 1/3."""
+    """``require_present``: the frame without the red circle (4) no longer earns "nothing else", the frame
+    with the stray square (6) still does not, and an empty clip earns 0 instead of 1/3."""
     claims = list(_claims_of("a red circle moving right"))
     frames = [[_det("red", "circle", 10 + 2 * t, 10)] for t in range(9)]
     frames[4] = []
