@@ -15,6 +15,8 @@ from tests.toy_models import BrightnessRewards
 from tests.trainer_utils import toy_config
 
 FLOW_ONLY = {"flow_grpo", "cps", "flash", "flash_star", "block_noise"}
+REAL_CFG_ONLY = {"nft_cfg_free"}
+"""Options for models with an unconditional branch (not FLUX's embedded guidance)."""
 
 RATIO_ONE = "ratio_one"
 """Every trained item is recomputed on-policy: ratio exp(logp - logp_old) == 1 (one pass only)."""
@@ -60,6 +62,7 @@ OPTIONS = {
                     FORWARD | {OLD_FOLLOWS}),
     "nft_sde_passes": ({"grpo__objective": "nft", "grpo__nft_beta": 0.1, "train__passes_per_rollout": 2},
                        FORWARD | {OLD_FOLLOWS}),
+    "nft_cfg_free": ({"grpo__objective": "nft", "grpo__train_cfg_free": True, **ODE}, FORWARD | {OLD_FOLLOWS}),
     "awm": ({"grpo__objective": "awm", **ODE}, FORWARD),
     "awm_kl": ({"grpo__objective": "awm", "grpo__kl_coef": 1e-3, **ODE}, FORWARD),
     "rft": ({"grpo__objective": "rft", "grpo__forward_timesteps": 3, **ODE}, FORWARD),
@@ -77,7 +80,8 @@ without a gradient path by construction, which CHANGES does not require to move:
 only reads the text (SD3's context_pre_only block: its text queries feed nothing, so a LoRA B initialised
 at 0 stays 0; Qwen-Image discards the last block's text stream: its output projection and MLP get no grad)."""
 
-MATRIX = [(m, o) for m in MODELS for o in OPTIONS if not (m == "sd" and o in FLOW_ONLY)]
+MATRIX = [(m, o) for m in MODELS for o in OPTIONS
+          if not (m == "sd" and o in FLOW_ONLY) and not (m == "flux" and o in REAL_CFG_ONLY)]
 
 
 def _trainer(tmp_path, model, option):

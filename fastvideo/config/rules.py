@@ -168,4 +168,7 @@ def _objective_problems(cfg: Config) -> list[str]:
         problems.append(f"grpo.forward_timesteps: used by the forward-process objectives (nft | awm | rft) only; "
                         f"objective {objective.name!r} trains floor((S-1) * grpo.timestep_fraction) steps per "
                         f"sample, got {cfg.grpo.forward_timesteps}")
+    if not objective.forward_process and cfg.grpo.train_cfg_free:
+        problems.append(f"grpo.train_cfg_free: used by the forward-process objectives (nft | awm | rft) only; "
+                        f"objective {objective.name!r} needs the rollout's own (guided) velocity in its log-ratio")
     return problems

@@ -117,6 +117,11 @@ class GRPOConfig:
     forward_timesteps: int = 0
     """nft/awm/rft: timesteps t (steps of the sampler's schedule) each sample is re-noised to per pass; 0 = the
     objective's published value (nft 9, awm 6, rft 6; steps repeat when it exceeds sampler.num_steps)."""
+    train_cfg_free: bool = False
+    """nft/awm/rft: the loss trains the conditional branch v_c alone (real CFG scale 1) while the rollouts keep the
+    run's classifier-free guidance, as DiffusionNFT trains CFG-free; evaluate the result with and without CFG. Only
+    models with real CFG (an unconditional branch: SD, SD3.5, Wan2.1, Qwen-Image, HunyuanVideo's true_cfg_scale,
+    SkyReels I2V)."""
     rft_min_reward: float | None = None
     """Train only samples whose reward is >= this (any objective; with rft: rejection fine-tuning on the samples a
     verifier accepts, e.g. 1.0 for the binary verdict). None: no absolute bar."""

@@ -285,6 +285,10 @@ class ModelAdapter(abc.ABC):
     """Subfolder of the denoiser in a diffusers pipeline directory."""
     text_component_names: tuple[str, ...] = ()
     """Text encoders and tokenizers: loaded only by ``load_text_encoders``/``encode_prompts``."""
+    real_cfg_field: str | None = None
+    """The ``model_cfg`` field holding the real classifier-free guidance scale (``v_u + s (v_c - v_u)``; s <= 1
+    evaluates the conditional branch alone); None for models without an unconditional branch (FLUX's embedded
+    guidance)."""
 
     def __init__(self, source: ComponentSource, model_cfg: Any, device: torch.device):
         self.source = source
@@ -352,6 +356,19 @@ class ModelAdapter(abc.ABC):
                 setattr(view.model_cfg, key, value)
         view._transformer = transformer if transformer is not None else policy
         return view
+
+    def conditional_branch(self) -> ModelAdapter:
+        """A view whose ``predict`` is the conditional branch ``v_c`` alone (real CFG scale 1): the model
+        DiffusionNFT trains CFG-free while the rollouts keep the run's guidance (``grpo.train_cfg_free``)."""
+        self.check_real_cfg()
+        return self.variant(**{self.real_cfg_field: 1.0})
+
+    def check_real_cfg(self) -> None:
+        """Raise ValueError unless this model has real CFG (``real_cfg_field``)."""
+        if self.real_cfg_field is None:
+            raise ValueError(f"the {self.name or type(self).__name__} adapter has no real classifier-free guidance "
+                             "(no unconditional branch), so there is no conditional branch to train alone "
+                             "(grpo.train_cfg_free)")
 
     def _on_transformer_loaded(self, module: nn.Module) -> None:
         """Hook: read what predict needs from the denoiser's config (before any wrapping)."""

@@ -116,6 +116,7 @@ class HunyuanAdapter(ModelAdapter):
     """HunyuanVideo (T2V, or T2I with num_frames = 1) from a local diffusers directory or the tiny config."""
 
     name = "hunyuan"
+    real_cfg_field = "true_cfg_scale"
     paradigm = "flow"
     default_lora_targets = ["to_q", "to_k", "to_v", "to_out.0"]
     cond_batch_keys = ("prompt_embeds", "prompt_attention_mask", "pooled_prompt_embeds")

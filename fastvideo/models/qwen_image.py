@@ -82,6 +82,7 @@ class QwenImageAdapter(NegativePromptCFG, ModelAdapter):
     """Qwen-Image from a local diffusers directory or the tiny config."""
 
     name = "qwen_image"
+    real_cfg_field = "true_cfg_scale"
     paradigm = "flow"
     default_lora_targets = ["to_q", "to_k", "to_v", "to_out.0"]  # diffusers' Qwen-Image LoRA recipe
     cond_batch_keys = ("prompt_embeds", "prompt_embeds_mask")

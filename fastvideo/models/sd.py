@@ -48,6 +48,7 @@ class SDAdapter(ModelAdapter):
     """Stable Diffusion v1.x from a local diffusers directory or the tiny config."""
 
     name = "sd"
+    real_cfg_field = "guidance_scale"
     paradigm = "diffusion"
     default_lora_targets = ["to_q", "to_k", "to_v", "to_out.0"]
     cond_batch_keys = ("prompt_embeds",)

@@ -77,6 +77,7 @@ class SD3Adapter(NegativePromptCFG, ModelAdapter):
     """SD3.5 (medium / large) from a local diffusers directory or the tiny config."""
 
     name = "sd3"
+    real_cfg_field = "guidance_scale"
     paradigm = "flow"
     # Flow-GRPO's SD3.5 LoRA targets: the joint attention's image and text projections (not attn2)
     default_lora_targets = ["attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0",

@@ -162,6 +162,7 @@ class SkyReelsI2VAdapter(HunyuanAdapter):
     """SkyReels-V1-Hunyuan-I2V from a local diffusers directory (HunyuanVideo layout) or the tiny config."""
 
     name = "skyreels_i2v"
+    real_cfg_field = "guidance_scale"
     cond_batch_keys = (*TEXT_KEYS, IMAGE_KEY)
     pipeline_class_name = "HunyuanSkyreelsImageToVideoPipeline"
     tiny_kind = "skyreels_i2v"

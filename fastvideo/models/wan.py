@@ -72,6 +72,7 @@ class WanAdapter(NegativePromptCFG, ModelAdapter):
     """Wan2.1 T2V (or T2I with num_frames = 1) from a local diffusers directory or the tiny config."""
 
     name = "wan"
+    real_cfg_field = "guidance_scale"
     paradigm = "flow"
     default_lora_targets = ["to_q", "to_k", "to_v", "to_out.0"]  # self- and cross-attention projections
     cond_batch_keys = ("prompt_embeds",)

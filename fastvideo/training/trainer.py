@@ -77,6 +77,8 @@ class GRPOTrainer:
         self.window = build_window(cfg)
         self.data = PromptSource(cfg, self.adapter, self.env.device)
         self.objective = OBJECTIVE_SPECS[cfg.grpo.objective]
+        if cfg.grpo.train_cfg_free:
+            self.adapter.check_real_cfg()  # now, not after the first rollout
         self.model = self._prepare_model()
         self.optimizer = build_optimizer(self.model, cfg.train)
         total_updates = cfg.train.max_iterations * cfg.train.updates_per_iteration * cfg.train.passes_per_rollout
@@ -141,6 +143,12 @@ class GRPOTrainer:
         policy, another ``module``. A view (``adapter.variant``): the adapter itself is never changed."""
         return self.adapter.variant(transformer=module, guidance_scale=self.cfg.sampler.rollout_guidance_scale)
 
+    def _train_policy(self, module=None):
+        """``_policy(module)`` as the forward-process loss sees it: the conditional branch alone with
+        ``grpo.train_cfg_free`` (rollouts keep the guidance), else the rollout's own view."""
+        view = self._policy(module)
+        return view.conditional_branch() if self.cfg.grpo.train_cfg_free else view
+
     def _predict(self, latents, timesteps, cond, rows, adapter=None):
         """``adapter`` (default: ``self._policy()``) evaluated on the conditioning rows ``rows``."""
         from fastvideo.models.base import select_cond
@@ -153,9 +161,9 @@ class GRPOTrainer:
         if self.cfg.grpo.kl_coef <= 0:
             return None
         if self._reference is not None:
-            reference = self._policy(self._reference)
+            reference = self._train_policy(self._reference)
             return lambda x, t, rows: self._predict(x, t, cond, ids.local_prompt[rows], reference)
-        policy = self._policy()
+        policy = self._train_policy()
 
         def lora_disabled(x, t, rows):
             with lora_off(self.model):
@@ -241,9 +249,12 @@ class GRPOTrainer:
         settings = ForwardSettings(g.objective, g.forward_timesteps or self.objective.timesteps, t.train_batch_size,
                                    t.updates_per_iteration, t.max_grad_norm, t.passes_per_rollout, g.adv_clip_max,
                                    g.nft_beta, g.kl_coef, t.seed, self.iteration)
+        if g.train_cfg_free:
+            policy = self._train_policy()
+            predict = lambda x, ts, rows: self._predict(x, ts, cond, ids.local_prompt[rows], policy)  # noqa: E731
         old = None
         if self.old_policy is not None:
-            old_view = self._policy(self.old_policy.module)
+            old_view = self._train_policy(self.old_policy.module)
             old = lambda x, ts, rows: self._predict(x, ts, cond, ids.local_prompt[rows], old_view)  # noqa: E731
         return run_forward_update(ro.final_latents, adv, ids, predict, self.sampler, self.model, self.optimizer,
                                   self.lr_scheduler, settings, old_predict=old, **common)
