@@ -94,6 +94,8 @@ _RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("train.max_grad_norm", lambda v: v >= 0, "must be >= 0"),
     ("train.lr_warmup_steps", lambda v: v >= 0, "must be >= 0"),
     ("train.ema_decay", lambda v: 0 <= v < 1, "must be in [0, 1) (0 disables EMA)"),
+    ("train.supervised_coef", lambda v: v >= 0, "must be >= 0 (0 = no supervised loss)"),
+    ("train.supervised_batch_size", lambda v: v >= 1, "must be >= 1"),
     ("checkpoint.every", lambda v: v >= 0, "must be >= 0"),
     ("checkpoint.keep_last", lambda v: v >= 1, "must be >= 1"),
     ("logging.log_every", lambda v: v >= 1, "must be >= 1"),

@@ -206,6 +206,12 @@ class TrainConfig:
     """Warm-up optimizer steps of the LR schedule."""
     ema_decay: float = 0.0
     """EMA decay of trainable weights; 0 disables EMA."""
+    supervised_coef: float = 0.0
+    """Weight of a supervised loss on ground-truth data added to every micro-batch of the update (InstructGPT's
+    pretraining mix; 0 = off). The loss comes from the caller: ``GRPOTrainer(..., supervised_loss=fn)``; the
+    shapes lab supplies the clean-render flow-matching loss (``fastvideo.shapes.clean_renders``)."""
+    supervised_batch_size: int = 8
+    """Ground-truth examples per micro-batch of the supervised loss (per GPU)."""
     mixed_precision: str = "auto"
     """auto | fp32 | bf16: autocast of the denoiser (auto = bf16 on CUDA, fp32 on CPU)."""
     fsdp: bool = True

@@ -10,6 +10,8 @@ encoders and the VAE stay frozen):
 
 ``train_on_clean_renders`` spends a wall-clock budget on that loss alone: the *pretraining-only
 control* of ``benchmarks/bench_learning.py`` (what the same minutes buy without any reward).
+``CleanRenderLoss`` is the same loss as the trainer's supervised term (``train.supervised_coef``): RL plus
+ground truth in every micro-batch, as InstructGPT mixes its pretraining loss into PPO.
 Flow adapters with ``pack`` (FLUX layout) only.
 """
 
@@ -46,6 +48,26 @@ def clean_flow_loss(adapter, prompts: list[str], images: Tensor, generator: torc
         with torch.no_grad():
             cond = adapter.encode_prompts(prompts)
     return (adapter.predict(xt, t, cond) - (noise - x0)).square().mean()
+
+
+class CleanRenderLoss:
+    """``GRPOTrainer(..., supervised_loss=CleanRenderLoss(batch_size, seed, rank))``: ``clean_flow_loss`` of the
+    trained view on ``batch_size`` fresh renders of train prompts per call. The draws are a pure function of
+    (seed, rank, iteration, call index), so a resumed run sees the batches it would have seen."""
+
+    CALLS_PER_ITERATION = 1 << 16
+    """Stride of the iteration in the data step index (more micro-batches than any update makes)."""
+
+    def __init__(self, batch_size: int, seed: int, rank: int = 0):
+        self.batch_size, self.seed = batch_size, int(seed) * 1000 + rank + 1  # never the pretraining stream
+
+    def __call__(self, adapter, iteration: int, index: int) -> Tensor:
+        if getattr(adapter.model_cfg, "num_frames", 1) > 1 or not hasattr(adapter, "pack"):
+            raise ValueError("the clean-render loss (train.supervised_coef) renders still images for flow adapters "
+                             f"with the FLUX layout; {type(adapter).__name__} is not one")
+        step = iteration * self.CALLS_PER_ITERATION + index
+        prompts, images = scene_batch(self.batch_size, self.seed, step, image_size=adapter.model_cfg.height)
+        return clean_flow_loss(adapter, prompts, images, step_generator(self.seed, step, purpose=1))
 
 
 def train_on_clean_renders(adapter, *, minutes: float, lr: float = 1e-5, batch_size: int = 32, seed: int = 0,

@@ -177,7 +177,12 @@ def run(cfg, settings, env) -> dict | None:
     from fastvideo.training.trainer import GRPOTrainer
 
     started = time.perf_counter()
-    trainer = GRPOTrainer(cfg, env)
+    supervised = None
+    if cfg.train.supervised_coef > 0:  # ground truth in every update: fresh clean renders of train prompts
+        from fastvideo.shapes.clean_renders import CleanRenderLoss
+
+        supervised = CleanRenderLoss(cfg.train.supervised_batch_size, cfg.train.seed, env.rank)
+    trainer = GRPOTrainer(cfg, env, supervised_loss=supervised)
     world, settings = prepare_world(trainer, settings)
     seconds = {"setup": time.perf_counter() - started}
     clock = time.perf_counter()

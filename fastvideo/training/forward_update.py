@@ -83,7 +83,8 @@ def forward_items(num_samples: int, k: int) -> torch.Tensor:
 def run_forward_update(x0: torch.Tensor, advantages: torch.Tensor, ids: SampleIds, predict: Callable, sampler,
                        model, optimizer, lr_scheduler, settings: ForwardSettings, *,
                        old_predict: Callable | None = None, reference_predict: Callable | None = None,
-                       on_step=None, sync_context: Callable | None = None) -> dict[str, float]:
+                       on_step=None, sync_context: Callable | None = None,
+                       extra_loss: Callable | None = None) -> dict[str, float]:
     """All optimizer steps of one iteration of a forward-process objective.
 
     ``x0`` (B, *latent): the trained samples' final latents; ``advantages`` (B,); ``ids``: their
@@ -121,4 +122,4 @@ def run_forward_update(x0: torch.Tensor, advantages: torch.Tensor, ids: SampleId
         return loss, metrics
 
     return optimize_items(forward_items(len(x0), settings.timesteps), loss_fn, model, optimizer, lr_scheduler,
-                          settings, on_step=on_step, sync_context=sync_context)
+                          settings, on_step=on_step, sync_context=sync_context, extra_loss=extra_loss)

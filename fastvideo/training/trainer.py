@@ -63,8 +63,12 @@ def build_window(cfg: Config) -> SlidingWindow | None:
 class GRPOTrainer:
     """Builds everything from a ``Config`` and runs ``train()``; components can be injected for tests."""
 
-    def __init__(self, cfg: Config, env: DistEnv | None = None, adapter=None, rewards=None):
+    def __init__(self, cfg: Config, env: DistEnv | None = None, adapter=None, rewards=None, supervised_loss=None):
         self.cfg = cfg
+        if cfg.train.supervised_coef > 0 and supervised_loss is None:
+            raise ValueError("train.supervised_coef > 0 needs a supervised loss: GRPOTrainer(..., supervised_loss=fn) "
+                             "(fastvideo.shapes.train_shapes supplies clean renders); set it to 0 otherwise")
+        self.supervised_loss = supervised_loss  # fn(trained view, iteration, call_index) -> loss on ground truth
         self.env = env or init_distributed()
         self.run_dir = Path(cfg.output_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -239,25 +243,41 @@ class GRPOTrainer:
         """The objective's update: GRPO's over the stored transitions, or a forward-process objective's."""
         t, g = self.cfg.train, self.cfg.grpo
         common = dict(reference_predict=self._reference_predict(cond, ids), sync_context=gradient_sync(self.model),
-                      on_step=(lambda: self.ema.update(self.model)) if self.ema else None)
-        predict = lambda x, ts, rows: self._predict(x, ts, cond, ids.local_prompt[rows], policy)  # noqa: E731
+                      on_step=(lambda: self.ema.update(self.model)) if self.ema else None,
+                      extra_loss=self._supervised_term())
         if not self.objective.forward_process:
             settings = UpdateSettings(g.clip_range, t.train_batch_size, t.updates_per_iteration, t.max_grad_norm,
                                       g.kl_coef, t.passes_per_rollout)
-            return run_update(ro, adv, predict, sampler, self.model, self.optimizer, self.lr_scheduler, settings,
-                              **common)
+            return run_update(ro, adv, self._rows_predict(cond, ids, policy), sampler, self.model, self.optimizer,
+                              self.lr_scheduler, settings, **common)
         settings = ForwardSettings(g.objective, g.forward_timesteps or self.objective.timesteps, t.train_batch_size,
                                    t.updates_per_iteration, t.max_grad_norm, t.passes_per_rollout, g.adv_clip_max,
                                    g.nft_beta, g.kl_coef, t.seed, self.iteration)
-        if g.train_cfg_free:
-            policy = self._train_policy()
-            predict = lambda x, ts, rows: self._predict(x, ts, cond, ids.local_prompt[rows], policy)  # noqa: E731
+        predict = self._rows_predict(cond, ids, self._train_policy() if g.train_cfg_free else policy)
         old = None
         if self.old_policy is not None:
-            old_view = self._train_policy(self.old_policy.module)
-            old = lambda x, ts, rows: self._predict(x, ts, cond, ids.local_prompt[rows], old_view)  # noqa: E731
+            old = self._rows_predict(cond, ids, self._train_policy(self.old_policy.module))
         return run_forward_update(ro.final_latents, adv, ids, predict, self.sampler, self.model, self.optimizer,
                                   self.lr_scheduler, settings, old_predict=old, **common)
+
+    def _rows_predict(self, cond, ids, view):
+        """``predict(x, timesteps, rows)``: the adapter ``view`` on the conditioning of the samples ``rows``."""
+        return lambda x, ts, rows: self._predict(x, ts, cond, ids.local_prompt[rows], view)
+
+    def _supervised_term(self):
+        """``extra_loss(call_index)`` of the update: ``train.supervised_coef`` x the caller's supervised loss of
+        the trained view (None when the coefficient is 0)."""
+        coef = self.cfg.train.supervised_coef
+        if coef <= 0:
+            return None
+        view, iteration = self._train_policy(), self.iteration
+
+        def term(index):
+            with autocast(self.env.device, self.cfg.train.mixed_precision):
+                loss = self.supervised_loss(view, iteration, index).float()
+            return coef * loss, {"supervised_loss": loss.detach()}
+
+        return term
 
     def advantages(self, total, parts, texts) -> torch.Tensor:
         """Group-normalised advantages of the gathered rewards (whole global batch, rank order):

@@ -86,26 +86,30 @@ def gradient_sync(model) -> Callable | None:
 
 def run_update(rollout: Rollout, advantages: torch.Tensor, predict: Callable, sampler, model, optimizer,
                lr_scheduler, settings: UpdateSettings, *, reference_predict=None, on_step=None,
-               sync_context: Callable | None = None) -> dict[str, float]:
+               sync_context: Callable | None = None, extra_loss: Callable | None = None) -> dict[str, float]:
     """All optimizer steps of one iteration; returns metrics averaged over micro-batches."""
     def loss(mb, pass_index):
         return micro_batch_loss(mb, rollout, advantages, predict, sampler, settings, reference_predict)
 
     return optimize_items(training_items(rollout), loss, model, optimizer, lr_scheduler, settings,
-                          on_step=on_step, sync_context=sync_context)
+                          on_step=on_step, sync_context=sync_context, extra_loss=extra_loss)
 
 
 def optimize_items(items: torch.Tensor, loss_fn: Callable, model, optimizer, lr_scheduler, settings, *,
-                   on_step=None, sync_context: Callable | None = None) -> dict[str, float]:
+                   on_step=None, sync_context: Callable | None = None,
+                   extra_loss: Callable | None = None) -> dict[str, float]:
     """``settings.passes`` passes over ``items``, each split into ``settings.updates_per_iteration`` chunks
     (one optimizer step each) of micro-batches of ``settings.train_batch_size`` items (gradient
     accumulation weighted by the micro-batch's share of its chunk). ``loss_fn(micro_items, pass_index)``
     returns (mean loss of the micro-batch, metrics). Metrics are averaged over micro-batches
-    (``ratio_max``: the maximum); ``optimizer_steps`` counts the steps taken (none without items)."""
+    (``ratio_max``: the maximum); ``optimizer_steps`` counts the steps taken (none without items).
+    ``extra_loss(call_index)`` -> (weighted term, metrics), when given, is added to every micro-batch's loss
+    (``call_index`` counts the iteration's micro-batches from 0), so each step optimises the objective plus
+    the share-weighted mean of the terms (the ``train.supervised_coef`` loss)."""
     sums: dict[str, float] = defaultdict(float)
     counts: dict[str, int] = defaultdict(int)
     params = [p for p in model.parameters() if p.requires_grad]
-    steps = 0
+    steps = calls = 0
     for pass_index in range(settings.passes if len(items) else 0):
         for chunk in chunk_items(items, settings.updates_per_iteration):
             optimizer.zero_grad(set_to_none=True)
@@ -113,6 +117,10 @@ def optimize_items(items: torch.Tensor, loss_fn: Callable, model, optimizer, lr_
             for j, mb in enumerate(micro):
                 with (sync_context(j == len(micro) - 1) if sync_context else contextlib.nullcontext()):
                     loss, metrics = loss_fn(mb, pass_index)
+                    if extra_loss is not None:
+                        term, extra_metrics = extra_loss(calls)
+                        loss, metrics = loss + term, {**metrics, **extra_metrics}
+                    calls += 1
                     (loss * (len(mb) / len(chunk))).backward()
                 for key, value in {"loss": loss.detach(), **metrics}.items():
                     if key == "ratio_max":
