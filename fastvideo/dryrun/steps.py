@@ -22,9 +22,10 @@ from fastvideo.grpo.plan import iteration_plan
 from fastvideo.grpo.rollout import make_sample_ids, train_step_subsets
 from fastvideo.models.base import repeat_cond, select_cond
 from fastvideo.training.forward_update import LOSSES, ForwardSettings, _Items
+from fastvideo.training.metrics import iteration_call_counts
 from fastvideo.training.optim import EMA, build_optimizer
 from fastvideo.training.policy import prepare_policy
-from fastvideo.training.trainer import build_sampler, build_window, iteration_call_counts
+from fastvideo.training.trainer import build_sampler, build_window
 
 
 def _data_dependent_errors() -> tuple[type[Exception], ...]:

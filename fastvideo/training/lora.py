@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from torch import nn
 
 from fastvideo.config import ModelConfig
@@ -31,3 +33,13 @@ def lora_state_dict(full_state: dict, transformer: nn.Module) -> dict:
 
 def is_lora(cfg: ModelConfig) -> bool:
     return cfg.lora_rank > 0
+
+
+@contextmanager
+def lora_off(model):
+    """The base model's function for the block: LoRA adapters disabled (peft), enabled again after."""
+    model.disable_adapters()
+    try:
+        yield
+    finally:
+        model.enable_adapters()

@@ -190,3 +190,24 @@ def save_videos(videos: torch.Tensor, path: str | Path, fps: int = 8) -> Path:
     else:
         iio.imwrite(path, strip, fps=fps)
     return path
+
+
+def iteration_call_counts(cfg, objective, num_steps: int, rolled_out: int, trained: int, k: int) -> dict:
+    """Model calls of one iteration per rank (SD's CFG doubles the batch, not the calls): ``rolled_out``
+    samples over ``num_steps`` steps, ``trained`` samples x ``k`` trained steps (the forward objectives:
+    their timesteps instead)."""
+    t, g = cfg.train, cfg.grpo
+    if objective.forward_process:
+        k = g.forward_timesteps or objective.timesteps
+    per_item = 1 + (g.kl_coef > 0) + bool(objective.old_policy)
+    return {"calls/rollout": num_steps * -(-rolled_out // (t.rollout_batch_size or rolled_out)),
+            "calls/train": -(-trained * k // t.train_batch_size) * per_item * t.passes_per_rollout}
+
+
+def reward_metrics(total: torch.Tensor, parts: dict[str, torch.Tensor]) -> dict:
+    """Mean and std of the total reward and of each named term (NaN-aware means)."""
+    out = {"reward_mean": float(total.float().nanmean()), "reward_std": float(total.float().std())}
+    for name, values in parts.items():
+        out[f"reward/{name}_mean"] = float(values.float().nanmean())
+        out[f"reward/{name}_std"] = float(values.float().std())
+    return out

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -31,7 +30,15 @@ from fastvideo.grpo.window import SlidingWindow
 from fastvideo.inference.sampling import generate
 from fastvideo.training.data import PromptSource, iteration_prompts
 from fastvideo.training.forward_update import ForwardSettings, run_forward_update
-from fastvideo.training.metrics import MetricsLogger, PhaseTimer, save_grid, save_videos
+from fastvideo.training.lora import lora_off
+from fastvideo.training.metrics import (
+    MetricsLogger,
+    PhaseTimer,
+    iteration_call_counts,
+    reward_metrics,
+    save_grid,
+    save_videos,
+)
 from fastvideo.training.optim import EMA, build_lr_scheduler, build_optimizer
 from fastvideo.training.policy import prepare_policy
 from fastvideo.training.update import UpdateSettings, gradient_sync, run_update
@@ -204,7 +211,7 @@ class GRPOTrainer:
             total, breakdown = self.rewards(images, texts)
         all_total = all_gather_cat(total.float().to(env.device)).cpu()
         all_parts = {k: all_gather_cat(v.float().to(env.device)).cpu() for k, v in breakdown.items()}
-        metrics = _reward_metrics(all_total, all_parts)
+        metrics = reward_metrics(all_total, all_parts)
         if not torch.isfinite(all_total).all():
             self._handle_nonfinite(all_total)
             metrics["skipped"] = 1.0
@@ -366,36 +373,6 @@ class GRPOTrainer:
             save_videos(images, path.with_suffix(".gif"))
         self.metrics.log_image(self.iteration, "validation", path)
         return path
-
-
-@contextmanager
-def lora_off(model):
-    """The base model's function for the block: LoRA adapters disabled (peft), enabled again after."""
-    model.disable_adapters()
-    try:
-        yield
-    finally:
-        model.enable_adapters()
-
-
-def iteration_call_counts(cfg: Config, objective, num_steps: int, rolled_out: int, trained: int, k: int) -> dict:
-    """Model calls of one iteration per rank (SD's CFG doubles the batch, not the calls): ``rolled_out``
-    samples over ``num_steps`` steps, ``trained`` samples x ``k`` trained steps (the forward objectives:
-    their timesteps instead)."""
-    t, g = cfg.train, cfg.grpo
-    if objective.forward_process:
-        k = g.forward_timesteps or objective.timesteps
-    per_item = 1 + (g.kl_coef > 0) + bool(objective.old_policy)
-    return {"calls/rollout": num_steps * -(-rolled_out // (t.rollout_batch_size or rolled_out)),
-            "calls/train": -(-trained * k // t.train_batch_size) * per_item * t.passes_per_rollout}
-
-
-def _reward_metrics(total: torch.Tensor, parts: dict[str, torch.Tensor]) -> dict:
-    out = {"reward_mean": float(total.float().nanmean()), "reward_std": float(total.float().std())}
-    for name, values in parts.items():
-        out[f"reward/{name}_mean"] = float(values.float().nanmean())
-        out[f"reward/{name}_std"] = float(values.float().std())
-    return out
 
 
 def _build_adapter(cfg: Config, env: DistEnv):
