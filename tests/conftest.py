@@ -33,7 +33,7 @@ def pytest_xdist_auto_num_workers(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    if getattr(config.option, "numprocesses", None):
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # xdist workers collect (identically); the controller deals
         items.sort(key=lambda item: "slow" not in item.keywords)  # stable: slow tests first, order kept
     if config.getoption("--run-optin"):
         return
