@@ -3,8 +3,8 @@
 # verifier, then held-out evaluation of the base and the fine-tuned model. The default preset is the
 # objective that learned best in docs/shapes_learning_log.md: DiffusionNFT (configs/shapes/flux_nft.yaml);
 # CONFIG=configs/shapes/flux_grpo.yaml runs DanceGRPO's SDE GRPO. Runs on the CPU (one process) or on every
-# visible GPU (NPROC_PER_NODE overrides). Measured on the v4 base: 6.4 min in all on two idle CPU cores
-# (100 NFT iterations at 3.4 s, both evaluations 32 s; docs/shapes_learning_log.md row 56).
+# visible GPU (NPROC_PER_NODE overrides). Measured alone on two CPU cores: 6.4 min in all on the v4 base (3.4 s per
+# iteration, docs/shapes_learning_log.md row 56), 9.7-10.3 min on v5 on a slower machine (5.2-5.6 s, rows 58-60).
 # Writes OUTPUT_DIR (default outputs/shapes_flux_grpo): metrics.jsonl, reward_curve.png,
 # training_curves.png, before_after.png, eval_*.jsonl, summary.json.
 # Extra arguments override the config, e.g. --train.max_iterations 10 --eval.num_prompts 200
