@@ -19,6 +19,9 @@ On the v4 base (2026-12-03, one thread) two rows no longer cleared the margin at
 (4) at lr 1e-3 -0.888 -> -0.838 (now lr 2e-3: -> -0.169; seed 7: -0.884 -> -0.445) and RFT at lr 3e-4 -> -0.887
 (lr 1e-3 for 15 iterations: -0.665, seed 7 -0.742; 2e-3: -0.783; now lr 1e-3 for 25 iterations: -0.638, seed 7
 -0.669). RFT, fine-tuning on its own better half, is the weakest learner here as in the shapes benchmark.
+On the v5 base (2026-12-03, second session, one thread) two more rows missed the margin: CPS (eta 0.8) at lr 1e-3
+-0.887 -> -0.857 (now lr 2e-3: -0.887 -> -0.213) and GRPO with 2 passes at lr 5e-4, clip 1e-2 -0.893 -> -0.758 (lr 1e-3:
+gain 0.166; lr 2e-3: 0.01; now lr 1e-3, clip 2e-2: -0.893 -> -0.610).
 More than one optimizer step per iteration is weak here: GRPO with 2 passes at lr 1e-3 reaches only -0.77
 (updates_per_iteration 2: -0.84) and NFT with beta 1 and 2 passes -0.85, since the second pass's gradient
 points back to the old policy (cosine -0.3 to -0.5 with the first): NFT's proximal pull grows with beta.
@@ -53,7 +56,7 @@ TINY = ["--model.tiny", "true", "--model.height", "32", "--model.width", "32"]
 OPTIONS = {
     "dance": [],
     "flow_grpo": ["--sampler.sde_type", "flow_grpo", "--sampler.eta", "0.7"],
-    "cps": ["--sampler.sde_type", "cps", "--sampler.eta", "0.8"],
+    "cps": ["--sampler.sde_type", "cps", "--sampler.eta", "0.8", "--train.lr", "2e-3"],
     "window_progressive": ["--sampler.window_size", "2", "--sampler.window_shift_every", "3"],
     "window_random": ["--sampler.window_size", "2", "--sampler.window_strategy", "random"],
     "flash": ["--sampler.window_size", "2", "--sampler.ode_solver", "dpm2", "--sampler.flash_ratio", "0.5"],
@@ -66,7 +69,7 @@ OPTIONS = {
     "sd_ddim": ["--model.name", "sd", "--model.path", "assets/shapes/sd", "--model.guidance_scale", "5.0",
                 "--sampler.eta", "1.0"],
     "drop_constant_groups": ["--grpo.drop_constant_groups", "true"],
-    "passes_2": ["--train.passes_per_rollout", "2", "--train.lr", "5e-4", "--grpo.clip_range", "1e-2"],
+    "passes_2": ["--train.passes_per_rollout", "2", "--train.lr", "1e-3", "--grpo.clip_range", "2e-2"],
     "nft": ["--grpo.objective", "nft", *ODE],
     "nft_beta_passes_2": ["--grpo.objective", "nft", "--grpo.nft_beta", "0.1", "--train.passes_per_rollout", "2", *ODE],
     "awm": ["--grpo.objective", "awm", *ODE],
