@@ -46,6 +46,9 @@ OPTIONS: dict[str, list[str]] = {
                    "--sampler.ode_solver", "dpm2", "--sampler.flash_ratio", "0.2"],
     "nft": ["--grpo.objective", "nft", *FORWARD_ROLLOUT],
     "awm": ["--grpo.objective", "awm", *FORWARD_ROLLOUT],
+    # AWM on DanceGRPO's own SDE rollouts (shared initial noise): the same samples and advantages as "dance",
+    # only the likelihood whose gradient the advantage weights differs (docs/shapes_learning_log.md rows 72-76)
+    "awm_sde": ["--grpo.objective", "awm"],
     "rft": ["--grpo.objective", "rft", *FORWARD_ROLLOUT],
     CONTROL: [],
 }
