@@ -28,11 +28,12 @@ REAL_MODELS = {
     "qwen_image": {"true_cfg_scale": 4.0},
 }
 """Tiny real models (32x32) and their settings; every other name is a toy-adapter paradigm."""
-ADAM_EPS = {"sd3": 1e-4, "wan": 1e-4, "qwen_image": 1e-4}
+ADAM_EPS = {"sd3": 1e-4, "wan": 1e-4, "qwen_image": 1e-4, "skyreels_i2v": 1e-4}
 """Adam's first step is lr * g / (|g| + eps): with eps 1e-8 it is nearly sign(g) for the parameters of these
 tiny models whose gradients are ~1e-8..1e-6, so the fp32 rounding of one vs two ranks (gradients equal to
 ~1e-4 relative) moved them differently by up to 7% of a step; a larger eps keeps the comparison about the
-gradient (Wan at eps 1e-4: max parameter difference 1.2e-7)."""
+gradient (Wan at eps 1e-4: max parameter difference 1.2e-7). SkyReels I2V joined them with diffusers 0.42.1 /
+transformers 5.25: at eps 1e-8 its two-rank step differed by up to 2.9e-4, at 1e-4 by 1.1e-6."""
 
 
 OBJECTIVE_SETTINGS = {
