@@ -3,11 +3,12 @@ weight change exactly theta_ref - theta_0 (so the reported cosines are against t
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
+
+from tests.bench_loader import load_benchmark
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--model.tiny", "true", "--model.height", "32", "--model.width", "32", "--sampler.num_steps", "3",
@@ -16,10 +17,7 @@ TINY = ["--model.tiny", "true", "--model.height", "32", "--model.width", "32", "
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_gc", REPO / "benchmarks/bench_gradient_coherence.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_gradient_coherence")
 
 
 def test_recorded_gradients_and_reference_change(tmp_path, monkeypatch):

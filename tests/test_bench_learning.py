@@ -3,21 +3,16 @@ from DanceGRPO's GRPO in the objective alone."""
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import asdict
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.bench_loader import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_learning", REPO / "benchmarks/bench_learning.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_learning")
 
 
 def test_every_option_builds_a_config_with_its_seed_and_budget(bench, tmp_path):
