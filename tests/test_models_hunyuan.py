@@ -76,6 +76,23 @@ def test_encode_equals_hunyuan_pipeline(adapter, pipe, cond):
     assert torch.equal(cond["prompt_attention_mask"], mask.long())
 
 
+def test_short_max_sequence_length_equals_the_pipeline_and_leaves_the_velocity(adapter, pipe, cond):
+    """``model.max_sequence_length`` is the pipeline's argument: 16 tokens encode as the pipeline's 16, and since
+    the padding is masked, the velocity equals the one over 256 tokens (the shapes video configs use 16)."""
+    short = build_adapter(hunyuan_cfg(max_sequence_length=16), "cpu")
+    short_cond = short.encode_prompts(PROMPTS)
+    assert short_cond["prompt_embeds"].shape == (2, 16, 16) and short_cond["prompt_attention_mask"].shape == (2, 16)
+    template = {"template": adapter.prompt_template["template"], "crop_start": adapter.crop_start}
+    with torch.no_grad():
+        embeds, _, mask = pipe.encode_prompt(PROMPTS, prompt_template=template, device=torch.device("cpu"),
+                                             max_sequence_length=16)
+    torch.testing.assert_close(short_cond["prompt_embeds"], embeds)
+    assert torch.equal(short_cond["prompt_attention_mask"], mask.long())
+    latents, t = _latents(adapter), torch.tensor([0.9, 0.2])
+    torch.testing.assert_close(short.predict(latents, t, short_cond), adapter.predict(latents, t, cond),
+                               rtol=1e-4, atol=1e-5)
+
+
 def _pipeline_step(pipe, cond, latents, output_type, **kwargs):
     """HunyuanVideoPipeline for one step from the (shifted) sigma it derives from 0.7."""
     return pipe(prompt_embeds=cond["prompt_embeds"], pooled_prompt_embeds=cond["pooled_prompt_embeds"],

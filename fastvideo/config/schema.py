@@ -55,6 +55,10 @@ class ModelConfig:
     """Activation checkpointing of every transformer block during training."""
     first_frame_file: str | None = None
     """Image-to-video: JSON or CSV of (prompt, image path) pairs giving each prompt's first frame."""
+    max_sequence_length: int = 0
+    """HunyuanVideo / SkyReels I2V: Llama text tokens per prompt after the template (the stock pipelines'
+    ``max_sequence_length``); 0 = their default 256. Padding tokens are masked out but still cost attention: the
+    shapes video pipelines were trained with 16 (pretrain.json), which makes every transformer call ~2.5x cheaper."""
 
 
 @dataclass

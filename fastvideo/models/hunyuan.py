@@ -10,9 +10,9 @@ H and W must be multiples of (VAE spatial factor x patch size) = 16.
 
 Prompts are encoded as ``diffusers.HunyuanVideoPipeline.encode_prompt`` does: the prompt goes into
 HunyuanVideo's Llama prompt template, the Llama-3 ``text_encoder``'s third-to-last hidden state is
-taken and the template prefix (``crop_start`` tokens) is cropped, keeping 256 text tokens and their
-attention mask (right padding; the transformer needs the mask); CLIP ``text_encoder_2``'s pooled
-output is ``pooled_projections``. ``crop_start`` is counted with the model's own tokenizer (for
+taken and the template prefix (``crop_start`` tokens) is cropped, keeping 256 text tokens (or
+``model_cfg.max_sequence_length``, as the pipeline's argument) and their attention mask (right padding; the
+transformer needs the mask); CLIP ``text_encoder_2``'s pooled output is ``pooled_projections``. ``crop_start`` is counted with the model's own tokenizer (for
 HunyuanVideo's Llama-3 tokenizer this is the pipeline's 95).
 
 ``predict`` feeds the transformer as the pipeline's denoising loop does: ``timestep = sigma * 1000``,
@@ -134,7 +134,7 @@ class HunyuanAdapter(ModelAdapter):
         self.temporal_factor = int(self.vae_config.get("temporal_compression_ratio", 4))
         self.patch_size = int(self.transformer_config.get("patch_size", 2))
         self.prompt_template = default_prompt_template()
-        self.max_sequence_length = LLAMA_MAX_SEQUENCE_LENGTH
+        self.max_sequence_length = int(getattr(model_cfg, "max_sequence_length", 0) or LLAMA_MAX_SEQUENCE_LENGTH)
         self._crop_start: int | None = None
         self._negative: Cond | None = None
 
