@@ -149,17 +149,25 @@ def test_configs_and_motion_prompt_file():
     from fastvideo.data.prompts import read_prompt_file
     from fastvideo.shapes.prompt_files import split_texts
 
-    for name, model, guidance in [("hunyuan_t2v", "hunyuan", 6.0), ("skyreels_i2v", "skyreels_i2v", 5.0)]:
-        cfg = load_config(ROOT / f"configs/shapes_video/{name}_grpo.yaml")
+    presets = [(f"{name}_{objective}", model, guidance, objective) for objective in ("grpo", "nft")
+               for name, model, guidance in [("hunyuan_t2v", "hunyuan", 6.0), ("skyreels_i2v", "skyreels_i2v", 5.0)]]
+    for name, model, guidance, objective in presets:
+        cfg = load_config(ROOT / f"configs/shapes_video/{name}.yaml")
         assert (cfg.model.name, cfg.model.path, cfg.model.guidance_scale) == (
             model, f"assets/shapes_video/{model}", guidance)
         assert (cfg.model.height, cfg.model.width, cfg.model.num_frames, cfg.sampler.shift) == (32, 32, 9, 5.0)
         assert [t.name for t in cfg.rewards.terms] == ["shapes_motion_verifier"]
+        sampling = json.loads((ROOT / cfg.model.path / "pretrain.json").read_text())["sampling"]
         if model == "hunyuan":  # real CFG at the scale the shipped pipeline's pretrain.json names
-            sampling = json.loads((ROOT / cfg.model.path / "pretrain.json").read_text())["sampling"]
             assert cfg.model.true_cfg_scale == sampling["true_cfg_scale"] == 4.0
-        assert (cfg.grpo.group_size, cfg.train.prompts_per_iteration, cfg.train.max_iterations) == (8, 4, 40)
+        # the Llama length the bases were trained with (256 padded tokens cost 2.7x per call, log row 82)
+        assert cfg.model.max_sequence_length == sampling["max_sequence_length"] == 16
+        assert (cfg.grpo.group_size, cfg.train.prompts_per_iteration, cfg.train.max_minutes) == (8, 4, 20)
+        assert (cfg.grpo.objective, cfg.sampler.sde_type, cfg.grpo.train_cfg_free) == (
+            ("nft", "ode", True) if objective == "nft" else ("grpo", "dance", False))
         assert read_prompt_file(ROOT / cfg.data.prompt_file) == split_texts(0, "motion")["train"]
+    launcher = (ROOT / "scripts/finetune/finetune_shapes_video_grpo.sh").read_text()
+    assert "CONFIG=${CONFIG:-configs/shapes_video/hunyuan_t2v_nft.yaml}" in launcher
 
 
 # ------------------------------------------------------------------------------------------ smoke runs
@@ -208,13 +216,15 @@ def check_video_artefacts(run_dir: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_t2v_grpo_on_the_smoke_pipeline_writes_all_artefacts(tmp_path, smoke_pipelines):
-    check_video_artefacts(run_video_grpo(tmp_path, "hunyuan_t2v_grpo", smoke_pipelines["hunyuan"]))
+@pytest.mark.parametrize("objective", ["grpo", "nft"])
+def test_t2v_presets_on_the_smoke_pipeline_write_all_artefacts(tmp_path, smoke_pipelines, objective):
+    check_video_artefacts(run_video_grpo(tmp_path, f"hunyuan_t2v_{objective}", smoke_pipelines["hunyuan"]))
 
 
 @pytest.mark.slow
-def test_i2v_grpo_conditions_training_and_evaluation_on_rendered_first_frames(tmp_path, smoke_pipelines,
-                                                                             monkeypatch):
+@pytest.mark.parametrize("objective", ["grpo", "nft"])
+def test_i2v_presets_condition_training_and_evaluation_on_rendered_first_frames(tmp_path, smoke_pipelines,
+                                                                               monkeypatch, objective):
     seen: list[str] = []
     evaluated: list[tuple[str, int]] = []
     original, indexed = MotionFirstFrames.__call__, motion_frames.indexed_first_frames
@@ -222,7 +232,7 @@ def test_i2v_grpo_conditions_training_and_evaluation_on_rendered_first_frames(tm
         self, prompts))
     monkeypatch.setattr(motion_frames, "indexed_first_frames", lambda texts, indices, seed, size: evaluated.extend(
         zip(texts, indices)) or indexed(texts, indices, seed, size))
-    check_video_artefacts(run_video_grpo(tmp_path, "skyreels_i2v_grpo", smoke_pipelines["skyreels_i2v"]))
+    check_video_artefacts(run_video_grpo(tmp_path, f"skyreels_i2v_{objective}", smoke_pipelines["skyreels_i2v"]))
     train = set((ROOT / "assets/shapes_video/prompts/train.txt").read_text().splitlines())
     heldout = [text for text, _ in MOTION_WORLD.prompts(4, EvalSettings().seed)]
     assert set(seen) <= train and set(seen)  # rollouts: one frame per train prompt

@@ -88,7 +88,7 @@ def train_on_clean_renders(adapter, *, minutes: float, lr: float = 1e-5, batch_s
         loss.backward()
         torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         step += 1
     return {"steps": step, "seconds": time.perf_counter() - started,
             "loss_first": losses[0] if losses else float("nan"),

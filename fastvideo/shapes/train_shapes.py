@@ -2,8 +2,8 @@
 
     torchrun --nproc_per_node=N -m fastvideo.shapes.train_shapes --config configs/shapes/flux_grpo.yaml
         --output_dir outputs/shapes_flux_grpo [--eval.num_prompts 400] [--section.field value ...]
-    ... --config configs/shapes_video/hunyuan_t2v_grpo.yaml      (moving shapes, text-to-video)
-    ... --config configs/shapes_video/skyreels_i2v_grpo.yaml     (moving shapes, image-to-video)
+    ... --config configs/shapes_video/hunyuan_t2v_nft.yaml       (moving shapes, text-to-video; _grpo: DanceGRPO)
+    ... --config configs/shapes_video/skyreels_i2v_nft.yaml      (moving shapes, image-to-video; _grpo: DanceGRPO)
 
 The world (``fastvideo.shapes.worlds``) follows the adapter: image models are evaluated on the
 grammar's held-out prompts with ``shapes.verifier``, video models (``model.num_frames`` > 1) on the
