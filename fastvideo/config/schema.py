@@ -58,7 +58,7 @@ class ModelConfig:
     max_sequence_length: int = 0
     """HunyuanVideo / SkyReels I2V: Llama text tokens per prompt after the template (the stock pipelines'
     ``max_sequence_length``); 0 = their default 256. Padding tokens are masked out but still cost attention: the
-    shapes video pipelines were trained with 16 (pretrain.json), which makes every transformer call ~2.5x cheaper."""
+    shapes video pipelines were trained with 16 (pretrain.json), which makes every transformer call 2.7x cheaper."""
 
 
 @dataclass

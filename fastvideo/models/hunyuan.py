@@ -11,9 +11,10 @@ H and W must be multiples of (VAE spatial factor x patch size) = 16.
 Prompts are encoded as ``diffusers.HunyuanVideoPipeline.encode_prompt`` does: the prompt goes into
 HunyuanVideo's Llama prompt template, the Llama-3 ``text_encoder``'s third-to-last hidden state is
 taken and the template prefix (``crop_start`` tokens) is cropped, keeping 256 text tokens (or
-``model_cfg.max_sequence_length``, as the pipeline's argument) and their attention mask (right padding; the
-transformer needs the mask); CLIP ``text_encoder_2``'s pooled output is ``pooled_projections``. ``crop_start`` is counted with the model's own tokenizer (for
-HunyuanVideo's Llama-3 tokenizer this is the pipeline's 95).
+``model_cfg.max_sequence_length``, as the pipeline's argument) and their attention mask (right padding;
+the transformer needs the mask); CLIP ``text_encoder_2``'s pooled output is ``pooled_projections``.
+``crop_start`` is counted with the model's own tokenizer (for HunyuanVideo's Llama-3 tokenizer this is
+the pipeline's 95).
 
 ``predict`` feeds the transformer as the pipeline's denoising loop does: ``timestep = sigma * 1000``,
 embedded guidance ``guidance = guidance_scale * 1000`` (HunyuanVideo: 6.0), the text embedding, its
