@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +37,7 @@ from tests.resume_worker import (
     straight_and_resumed,
     window_starts,
 )
+from tests.torchrun import torchrun
 from tests.trainer_utils import toy_trainer
 
 TRAINER_KEYS = ["counters", "ema", "lr_scheduler", "model", "optim", "rng/rank0", "tracker", "window"]
@@ -259,11 +257,7 @@ def test_ema_state_round_trips_and_reads_the_former_pretraining_layout():
 @pytest.mark.slow
 def test_two_ranks_fsdp2_resume_mid_window_equals_the_uninterrupted_run(tmp_path):
     out = tmp_path / "result.json"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "FORCE_CPU": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
-           str(Path(__file__).with_name("resume_worker.py")), str(out)]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
+    torchrun(2, [str(Path(__file__).with_name("resume_worker.py")), str(out)], outputs=(tmp_path / "work-2",))
     result = json.loads(out.read_text())
     assert result["sharded"] == "DTensor" and result["resumed_from"] == 2
     assert result["differences"] == [[], []]

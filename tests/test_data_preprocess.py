@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,10 +14,10 @@ from fastvideo.data.cache import EmbeddingCache, EmbeddingCacheNotFoundError, ca
 from fastvideo.data.preprocess import preprocess
 from fastvideo.distributed import DistEnv
 from fastvideo.models import build_adapter
+from tests.torchrun import torchrun
 
 PROMPT_LINES = "a photo of a cat\n\na red car\n  a dog on the street \na photo of a cat\nthe moon\nblue sky\n"
 PROMPTS = ["a photo of a cat", "a red car", "a dog on the street", "the moon", "blue sky"]
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def tiny_cfg(name: str) -> ModelConfig:
@@ -119,13 +116,9 @@ def test_missing_cache_names_the_preprocessing_command(tmp_path):
 def test_two_rank_torchrun_equals_one_rank(prompt_file, tmp_path):
     one_rank_root, two_rank_root = tmp_path / "one", tmp_path / "two"
     run_preprocess("flux", prompt_file, one_rank_root)
-    env = {**os.environ, "FORCE_CPU": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-           "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": str(REPO_ROOT)}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               "-m", "fastvideo.data.preprocess", "--model.name", "flux", "--model.tiny", "true",
-               "--prompt_file", str(prompt_file), "--output_dir", str(two_rank_root), "--batch_size", "2"]
-    result = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+    torchrun(2, ["-m", "fastvideo.data.preprocess", "--model.name", "flux", "--model.tiny", "true",
+                 "--prompt_file", str(prompt_file), "--output_dir", str(two_rank_root), "--batch_size", "2"],
+             outputs=(two_rank_root,), env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
     directory = two_rank_root / "flux-tiny"
     assert sorted(p.name for p in directory.glob("shard-*")) == ["shard-0.safetensors", "shard-1.safetensors"]
     index = json.loads((directory / "index.json").read_text())

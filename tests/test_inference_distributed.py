@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +12,7 @@ import torch
 from PIL import Image
 
 from fastvideo.config import ModelConfig
+from tests.torchrun import torchrun
 
 PROMPTS = ["a red fox", "a blue lake", "a green hill"]
 SEEDS = ["0", "5"]
@@ -34,14 +33,10 @@ def tuned_export(tmp_path_factory) -> Path:
 
 
 def _visualize(nproc: int, out: Path, prompt_file: Path, checkpoint: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "FORCE_CPU": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "fastvideo.inference.visualize", "--model.name", "flux", "--model.tiny", "true",
-           "--height", "32", "--width", "32", "--num_steps", "3", "--prompt_file", str(prompt_file),
-           "--seeds", *SEEDS, "--checkpoints", str(checkpoint), "--batch_size", "2", "--output_dir", str(out)]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done
+    return torchrun(nproc, ["-m", "fastvideo.inference.visualize", "--model.name", "flux", "--model.tiny", "true",
+                            "--height", "32", "--width", "32", "--num_steps", "3", "--prompt_file", str(prompt_file),
+                            "--seeds", *SEEDS, "--checkpoints", str(checkpoint), "--batch_size", "2",
+                            "--output_dir", str(out)], outputs=(out,))
 
 
 def _pixels(path: Path) -> np.ndarray:

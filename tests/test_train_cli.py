@@ -4,26 +4,22 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
 from fastvideo.config import ConfigError, load_config
+from tests.torchrun import torchrun
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["flux", "sd", "hunyuan", "skyreels_i2v"])
 def test_debug_config_under_torchrun_writes_run_directory(tmp_path, name):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "fastvideo.train", "--config", f"configs/debug/{name}_tiny.yaml", "--output_dir", str(out),
-           "--train.max_iterations", "2", "--checkpoint.every", "1", "--logging.validation_every", "2",
-           "--logging.progress_bar", "false"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "FORCE_CPU": "1"}
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    torchrun(2, ["-m", "fastvideo.train", "--config", f"configs/debug/{name}_tiny.yaml", "--output_dir", str(out),
+                 "--train.max_iterations", "2", "--checkpoint.every", "1", "--logging.validation_every", "2",
+                 "--logging.progress_bar", "false"], outputs=(out,), timeout=600)
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in records] == [0, 1]
     assert all(abs(r["ratio_mean"] - 1) < 1e-5 for r in records)

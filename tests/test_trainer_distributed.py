@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from tests.torchrun import torchrun
+
 WORKER = Path(__file__).with_name("dist_worker.py")
 
 
 def _run(nproc: int, out: Path, prompts_per_rank: int, paradigm: str, objective: str = "grpo") -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "FORCE_CPU": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--standalone",
-           str(WORKER), str(out), str(prompts_per_rank), paradigm, objective]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    torchrun(nproc, [str(WORKER), str(out), str(prompts_per_rank), paradigm, objective], outputs=(out,))
     return torch.load(out, weights_only=True)
 
 
