@@ -21,11 +21,8 @@ def _launch(tmp_path, failures: int, message: str):
     script, marker, output = tmp_path / "worker.py", tmp_path / "runs", tmp_path / "output"
     script.write_text(WORKER)
     output.mkdir()
-    try:
-        torchrun(1, [str(script), str(marker), str(failures), message], outputs=(output,), timeout=120)
-    finally:
-        runs = int(marker.read_text())
-    return runs, output.exists()
+    torchrun(1, [str(script), str(marker), str(failures), message], outputs=(output,), timeout=120)
+    return int(marker.read_text()), output.exists()
 
 
 @pytest.mark.slow
@@ -40,5 +37,7 @@ def test_other_failures_and_a_second_abort_fail(tmp_path):
     (tmp_path / "b").mkdir()
     with pytest.raises(AssertionError, match="some other error"):
         _launch(tmp_path / "a", 1, "some other error")
+    assert (tmp_path / "a" / "runs").read_text() == "1"  # not retried
     with pytest.warns(UserWarning), pytest.raises(AssertionError, match=TEARDOWN_ABORT):
         _launch(tmp_path / "b", 2, TEARDOWN_ABORT)
+    assert (tmp_path / "b" / "runs").read_text() == "2"
