@@ -16,6 +16,7 @@ from PIL import Image
 
 from fastvideo.distributed import DistEnv
 from fastvideo.shapes import motion_frames
+from fastvideo.shapes.figure import CORRECT, LABEL_WIDTH, VIDEO_TILE_TARGET, Layout, tile_scale
 from fastvideo.shapes.motion import MOTION_SKILLS, sample_motion_prompts
 from fastvideo.shapes.motion_frames import (
     MotionFirstFrames,
@@ -26,7 +27,7 @@ from fastvideo.shapes.motion_frames import (
 )
 from fastvideo.shapes.motion_render import render_video
 from fastvideo.shapes.policy_eval import EvalSettings, evaluate_policy, paired_gain
-from fastvideo.shapes.worlds import IMAGE_WORLD, MOTION_WORLD, get_world
+from fastvideo.shapes.worlds import CELL_MARGIN, IMAGE_WORLD, MOTION_WORLD, get_world
 from tests.test_shapes_grpo import RenderingStub
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,9 +95,30 @@ def test_motion_evaluation_scores_ground_truth_clips_as_correct(tmp_path):
     assert result.grid_images.shape == (2, FRAMES, 3, SIZE, SIZE)
     full = build_summary({"base": result, "final": result}, settings, {}, MOTION_WORLD)
     assert full["eval"]["world"] == "motion" and full["gain"]["final"]["overall"]["acc"] == 0.0
-    save_before_after({"base": result, "final": result}, ["a", "b"], tmp_path / "ba.png", MOTION_WORLD)
-    assert Image.open(tmp_path / "ba.png").size == (2 * (3 * SIZE + 2), 2 * (SIZE + 2))
-    assert Image.open(tmp_path / "ba.gif").n_frames == FRAMES
+    save_before_after({"base": result, "final": result}, ["a red circle", "b"], tmp_path / "ba.png", MOTION_WORLD,
+                      indices=[0, 1])
+    check_video_figure(tmp_path / "ba.png", rows=2, columns=2, verdict=CORRECT)
+
+
+def check_video_figure(path: Path, rows: int, columns: int, verdict: tuple | None = None) -> None:
+    """The labelled video figure: cells of three frames (PNG) or one (every GIF frame), upscaled, with
+    text above the columns and left of the rows, and every cell framed in ``verdict``'s colour."""
+    scale = tile_scale(SIZE, VIDEO_TILE_TARGET)
+    strip = Layout(rows, columns, (3 * SIZE + 2 * CELL_MARGIN) * scale, SIZE * scale)
+    single = Layout(rows, columns, SIZE * scale, SIZE * scale)
+    gif = Image.open(path.with_suffix(".gif"))
+    assert gif.n_frames == FRAMES and gif.size == single.size()
+    for layout, image in ((strip, Image.open(path)), (single, gif.convert("RGB"))):
+        pixels = np.asarray(image.convert("RGB")).astype(int)
+        assert (pixels.shape[1], pixels.shape[0]) == layout.size()
+        white = np.all(pixels == 255, axis=-1)
+        x, y = layout.frame(0, 0)
+        assert (~white[:y, x:x + layout.cell_width]).sum() > 30 and (~white[y:, :LABEL_WIDTH]).sum() > 30
+        for row in range(rows):
+            for column in range(columns):
+                x, y = layout.frame(row, column)
+                if verdict is not None:
+                    assert tuple(pixels[y + 1, x + 1]) == verdict, (row, column)
 
 
 # ------------------------------------------------------------------------------------------ first frames
@@ -209,8 +231,7 @@ def check_video_artefacts(run_dir: Path) -> dict:
         assert summary[policy]["overall"]["n"] == 4
     assert set(summary["gain"]["final"]["per_skill"]) == set(MOTION_SKILLS)
     assert summary["eval"]["world"] == "motion" and len(summary["grid_prompts"]) == 2
-    assert Image.open(run_dir / "before_after.png").size == (2 * (3 * SIZE + 2), 2 * (SIZE + 2))
-    assert Image.open(run_dir / "before_after.gif").n_frames == FRAMES
+    check_video_figure(run_dir / "before_after.png", rows=2, columns=2)
     assert len((run_dir / "eval_final.jsonl").read_text().splitlines()) == 4
     return summary
 

@@ -17,6 +17,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 TILE_TARGET = 192
 """Tiles are upscaled by max(1, TILE_TARGET // height) (64 px: x3, 32 px: x6)."""
+VIDEO_TILE_TARGET = 96
+"""The video figures' tiles are several frames wide (or a GIF of many frames): 32 px x3."""
 BORDER = 5
 GAP = 10
 LABEL_WIDTH = 118
@@ -49,6 +51,8 @@ class FigureLabels:
     """Per row, a line under its name (e.g. its held-out accuracy)."""
     skills: list[str] = field(default_factory=list)
     """Skill of each column (written above its prompt)."""
+    key: str = KEY
+    """The line(s) at the bottom explaining the figure."""
 
 
 @dataclass(frozen=True)
@@ -88,8 +92,8 @@ class Layout:
         return width, height
 
 
-def tile_scale(height: int) -> int:
-    return max(1, TILE_TARGET // height)
+def tile_scale(height: int, target: int = TILE_TARGET) -> int:
+    return max(1, target // height)
 
 
 def font(size: int = FONT_SIZE):
@@ -141,12 +145,14 @@ def _mark(draw: ImageDraw.ImageDraw, x: int, y: int, correct: bool, color: tuple
         draw.line([(x + 11, y + 1), (x + 1, y + 11)], fill=color, width=3)
 
 
-def annotated_grid(grids: list, labels: FigureLabels | None = None) -> Image.Image:
-    """The labelled figure of ``grids`` (one (K, 3, H, W) batch in [0, 1] per row, same K and size)."""
+def annotated_grid(grids: list, labels: FigureLabels | None = None, tile_target: int = TILE_TARGET,
+                   ) -> Image.Image:
+    """The labelled figure of ``grids`` (one (K, 3, H, W) batch in [0, 1], or (K, H, W, 3) uint8, per
+    row; same K and size). Tiles are upscaled by ``tile_scale(H, tile_target)``."""
     labels = labels or FigureLabels()
     rows = [_to_uint8_hwc(grid) for grid in grids]
     num_columns, height, width = rows[0].shape[:3]
-    scale = tile_scale(height)
+    scale = tile_scale(height, tile_target)
     layout = Layout(len(rows), num_columns, width * scale, height * scale)
     canvas = Image.new("RGB", layout.size(), "white")
     draw = ImageDraw.Draw(canvas)
@@ -181,9 +187,9 @@ def annotated_grid(grids: list, labels: FigureLabels | None = None) -> Image.Ima
                 draw.text((x + 20, below - 1), "correct" if verdict else "wrong", fill=color, font=face)
     _, bottom = layout.size()
     key_top = bottom - GAP - FOOTER_LINES * LINE_HEIGHT
-    for k, line in enumerate(wrap(KEY, layout.size()[0] - 2 * GAP, small, FOOTER_LINES)):
+    for k, line in enumerate(wrap(labels.key, layout.size()[0] - 2 * GAP, small, FOOTER_LINES)):
         draw.text((GAP, key_top + k * LINE_HEIGHT), line, fill=MUTED, font=small)
     return canvas
 
 
-__all__ = ["FigureLabels", "Layout", "annotated_grid", "tile_scale", "wrap"]
+__all__ = ["FigureLabels", "Layout", "VIDEO_TILE_TARGET", "annotated_grid", "tile_scale", "wrap"]

@@ -9,9 +9,9 @@ One evaluation loop (``fastvideo.shapes.policy_eval``), two small worlds:
 - ``motion`` (video adapters, ``model.num_frames > 1``): ``sample_motion_prompts(num,
   default_rng(seed), split="heldout")``, the very draws of ``fastvideo.shapes.pretrain.video.evaluate_video``
   (same default ``num`` = 200 and seed, so the prompts are those of the video model card), checked by
-  ``motion_verifier.verify_video``; the before/after figure is a PNG strip (rows policies, columns
-  prompts, every cell the first / middle / last frame side by side) plus the same table animated as a
-  GIF (``fastvideo.inference.video``'s writers; the GIF needs imageio, the ``[video]`` extra).
+  ``motion_verifier.verify_video``; the before/after figure is labelled as the image one (every cell the
+  first / middle / last frame side by side) plus the same figure animated over every frame as a GIF
+  (the GIF needs imageio, the ``[video]`` extra).
 
 Every world verifies one sample into (score, correct, number of detections); for videos the number
 of detections is the largest count over frames, so 0 means no shape was found in any frame.
@@ -31,8 +31,10 @@ from fastvideo.shapes.motion import MOTION_SKILLS
 logger = logging.getLogger("fastvideo")
 
 CELL_MARGIN = 2
-"""White pixels right of and below every cell of a video strip / GIF (cells are several frames wide)."""
+"""White pixels between the frames of a video figure's cell (each cell is several frames wide)."""
 GIF_FPS = 4.0
+VIDEO_KEY = ("Rows: policies; columns: held-out prompts; each cell: first / middle / last frame (the .gif: every "
+             "frame). Frame and mark: the motion verifier's verdict on the clip (green / check: it holds).")
 
 
 class ImageWorld:
@@ -106,20 +108,22 @@ class MotionWorld(ImageWorld):
         return verdict.score, verdict.correct, max(len(frame) for frame in verdict.detections)
 
     def save_figure(self, grids: list[torch.Tensor], path: Path, labels=None) -> list[Path]:
-        """``path`` (PNG strip of first / middle / last frames) and ``path``.gif (the animated table);
-        ``labels`` are not drawn (the ``.txt`` legend names rows, columns and verdicts)."""
-        from PIL import Image
+        """``path``: the labelled figure (``figure.py``: prompts above, policy names and held-out accuracy
+        left, the verifier's verdict on the clip as each cell's frame) whose cells are the first, middle
+        and last frames side by side; ``path``.gif: the same figure over every frame in turn."""
+        from dataclasses import replace
 
-        from fastvideo.inference.video import assemble_grid, frame_strip, to_uint8, write_animation
+        from fastvideo.inference.video import to_uint8, write_animation
+        from fastvideo.shapes.figure import VIDEO_TILE_TARGET, FigureLabels, annotated_grid
 
-        rows = [(r,) for r in range(len(grids))]
-        videos = {(r, c): to_uint8(video) for r, grid in enumerate(grids) for c, video in enumerate(grid)}
-        columns = len(grids[0])
-        strips = {key: _pad_cell(frame_strip(video)) for key, video in videos.items()}
-        Image.fromarray(assemble_grid(strips, rows, columns)).save(path)
-        animated = assemble_grid({key: _pad_cell(video) for key, video in videos.items()}, rows, columns)
+        labels = replace(labels or FigureLabels(), key=VIDEO_KEY)
+        videos = [[to_uint8(video) for video in grid] for grid in grids]  # [row][column]: (T, H, W, 3)
+        strips = [np.stack([_frame_strip(video) for video in row]) for row in videos]
+        annotated_grid(strips, labels, VIDEO_TILE_TARGET).save(path)
+        frames = [np.asarray(annotated_grid([np.stack([video[t] for video in row]) for row in videos], labels,
+                                            VIDEO_TILE_TARGET)) for t in range(videos[0][0].shape[0])]
         try:
-            return [path, write_animation(animated, path.with_suffix(".gif"), GIF_FPS)]
+            return [path, write_animation(np.stack(frames), path.with_suffix(".gif"), GIF_FPS)]
         except ImportError as err:  # imageio is the optional [video] extra: keep the run's other artefacts
             logger.warning("no %s (%s; pip install -e .[video])", path.with_suffix(".gif"), err)
             return [path]
@@ -131,13 +135,17 @@ class MotionWorld(ImageWorld):
         return eval_first_frames(adapter, seed)
 
     def legend(self) -> list[str]:
-        return [f"cells: frames first / middle / last left to right; {GIF_FPS:g} fps animation in the .gif"]
+        return [f"cells: frames first / middle / last left to right; every frame at {GIF_FPS:g} fps in the .gif"]
 
 
-def _pad_cell(pixels: np.ndarray) -> np.ndarray:
-    """(..., H, W, 3) uint8 with a white CELL_MARGIN band right and below (separates the cells)."""
-    pad = [(0, 0)] * (pixels.ndim - 3) + [(0, CELL_MARGIN), (0, CELL_MARGIN), (0, 0)]
-    return np.pad(pixels, pad, constant_values=255)
+def _frame_strip(video: np.ndarray) -> np.ndarray:
+    """(T, H, W, 3) uint8 -> (H, F * W + (F - 1) * CELL_MARGIN, 3): the first / middle / last frames
+    (``frame_picks``) left to right, with white CELL_MARGIN-px lines between them."""
+    from fastvideo.inference.video import frame_picks
+
+    white = np.full((video.shape[1], CELL_MARGIN, 3), 255, np.uint8)
+    pieces = [piece for t in frame_picks(video.shape[0]) for piece in (white, video[t])][1:]
+    return np.concatenate(pieces, axis=1)
 
 
 IMAGE_WORLD = ImageWorld()
