@@ -1,0 +1,130 @@
+"""Does a shapes FLUX model read the relation of a position prompt? A probe through the stock pipeline.
+
+    python benchmarks/bench_relation_probe.py [--base assets/shapes/flux] [--runs RUN ...] [--num 400]
+        [--seed 20261201] [--steps 16] [--threads 2] [--out outputs/relation_probe.jsonl]
+
+For every held-out position prompt "A rel B" among ``--num`` skill-balanced draws (``--seed``, not the
+training evaluation's), four prompts are sampled with the same noise (generator seed ``seed + i``):
+
+- ``original``  "A rel B"
+- ``converse``  "B rel' A" (rel' the opposite relation): the same scene in other words
+- ``swapped``   "B rel A": the objects' places exchanged
+- ``flipped``   "A rel' B": the relation word exchanged
+
+and every image is verified against the *original* prompt (``verifier.verify``). A model that reads the
+relation passes ``original`` and ``converse`` and fails ``swapped`` and ``flipped`` (each then puts A on
+the wrong side); a model blind to it passes all four alike, at the rate its layout prior happens to
+satisfy the relation. Printed per model: accuracy per variant, the paired differences
+original − flipped and converse − swapped (the relation-reading margins, with s.e.
+std(diff) / sqrt(n)) and the mean absolute pixel difference of each variant's image from the original's.
+``--runs``: front-door output directories, probed with ``<run>/export/transformer`` in the base pipeline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from fastvideo.shapes.grammar import RELATIONS  # noqa: E402
+from fastvideo.shapes.heldout import EVAL_SEED, heldout_prompts  # noqa: E402
+from fastvideo.shapes.pretrain.base_eval import sample_images, sampling_kwargs  # noqa: E402
+from fastvideo.shapes.verifier import verify  # noqa: E402
+
+OPPOSITE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
+VARIANTS = ("original", "converse", "swapped", "flipped")
+
+
+def split_position(text: str) -> tuple[str, str, str]:
+    """"A rel B" -> (A, rel, B) for a position prompt of the grammar."""
+    for relation in RELATIONS:
+        first, sep, second = text.partition(f" {relation} ")
+        if sep:
+            return first, relation, second
+    raise ValueError(f"not a position prompt: {text!r}")
+
+
+def variants(text: str) -> dict[str, str]:
+    """The four prompts of ``VARIANTS`` for one position prompt."""
+    first, relation, second = split_position(text)
+    return {"original": text, "converse": f"{second} {OPPOSITE[relation]} {first}",
+            "swapped": f"{second} {relation} {first}", "flipped": f"{first} {OPPOSITE[relation]} {second}"}
+
+
+def _paired(a: np.ndarray, b: np.ndarray) -> dict:
+    diff = a - b
+    return {"diff": float(diff.mean()), "se": float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0}
+
+
+def probe(pipe, texts: list[str], steps: int, kwargs: dict, seed: int, batch_size: int = 50) -> dict:
+    """Accuracy per variant under the original prompts, the two margins and the pixel differences."""
+    prompts = {name: [variants(t)[name] for t in texts] for name in VARIANTS}
+    images = {name: sample_images(pipe, batch, steps, kwargs, seed, batch_size) for name, batch in prompts.items()}
+    correct = {name: np.array([float(verify(image, text).correct) for image, text in zip(images[name], texts)])
+               for name in VARIANTS}
+    return {"n": len(texts), "acc": {name: float(c.mean()) for name, c in correct.items()},
+            "original_minus_flipped": _paired(correct["original"], correct["flipped"]),
+            "converse_minus_swapped": _paired(correct["converse"], correct["swapped"]),
+            "pixel_diff": {name: float((images[name] - images["original"]).abs().mean()) for name in VARIANTS[1:]}}
+
+
+def run_probe(base_dir: Path, runs: list[Path], num: int, seed: int, steps: int) -> list[dict]:
+    from diffusers import FluxPipeline
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script, also when imported by a test
+    from bench_independent_check import load_finetuned
+
+    if seed == EVAL_SEED:
+        raise ValueError(f"--seed {seed} is the training evaluation's seed: the probe needs other draws")
+    texts = [text for text, skill in heldout_prompts(num, seed) if skill == "position"]
+    pipe = FluxPipeline.from_pretrained(base_dir, dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    kwargs = sampling_kwargs(base_dir, pipe)
+    rows = [{"model": str(base_dir), "seed": seed, "steps": steps, **probe(pipe, texts, steps, kwargs, seed)}]
+    for run_dir in runs:
+        tuned = load_finetuned(pipe, run_dir)
+        rows.append({"model": str(run_dir), "seed": seed, "steps": steps, **probe(tuned, texts, steps, kwargs, seed)})
+    return rows
+
+
+def format_rows(rows: list[dict]) -> str:
+    lines = [f"{'model':36s} {'n':>4s} " + " ".join(f"{v:>9s}" for v in VARIANTS)
+             + f" {'orig-flip':>14s} {'conv-swap':>14s}  pixel diff (conv/swap/flip)"]
+    for row in rows:
+        margins = [row[key] for key in ("original_minus_flipped", "converse_minus_swapped")]
+        lines.append(f"{row['model'][-36:]:36s} {row['n']:4d} " + " ".join(f"{row['acc'][v]:9.3f}" for v in VARIANTS)
+                     + "".join(f" {100 * m['diff']:+7.1f} ± {100 * m['se']:4.1f}" for m in margins)
+                     + "  " + " / ".join(f"{row['pixel_diff'][v]:.4f}" for v in VARIANTS[1:]))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base", type=Path, default=Path("assets/shapes/flux"))
+    parser.add_argument("--runs", nargs="*", type=Path, default=[], help="front-door output directories")
+    parser.add_argument("--num", type=int, default=400, help="skill-balanced held-out draws (~1/5 are position)")
+    parser.add_argument("--seed", type=int, default=20261201)
+    parser.add_argument("--steps", type=int, default=16, help="the model card's stock-pipeline steps")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("outputs/relation_probe.jsonl"))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    rows = run_probe(args.base, args.runs, args.num, args.seed, args.steps)
+    print(format_rows(rows))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with args.out.open("a") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""The relation probe tells a model that reads position relations from one that is blind to them."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from fastvideo.shapes.render import render_prompt
+from tests.bench_loader import load_benchmark
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return load_benchmark("bench_relation_probe")
+
+
+def test_variants_exchange_places_or_relation_and_the_converse_says_the_same(bench):
+    assert bench.variants("a red circle left of a blue square") == {
+        "original": "a red circle left of a blue square", "converse": "a blue square right of a red circle",
+        "swapped": "a blue square left of a red circle", "flipped": "a red circle right of a blue square"}
+    assert bench.variants("a green triangle below a black circle")["converse"] == "a black circle above a green triangle"
+    with pytest.raises(ValueError, match="not a position prompt"):
+        bench.split_position("two red circles")
+
+
+class RenderingPipe:
+    """A stand-in pipeline that renders ground truth for each prompt, or (``blind``) for the prompt with
+    its relation replaced by "left of" and its objects in sorted order, as a model that ignores both."""
+
+    def __init__(self, blind: bool, bench):
+        self.blind, self.bench = blind, bench
+
+    def __call__(self, prompts, num_inference_steps, generator, output_type, **kwargs):
+        images = []
+        for text, gen in zip(prompts, generator):
+            if self.blind:
+                first, _, second = self.bench.split_position(text)
+                text = " left of ".join(sorted([first, second]))
+            rng = np.random.default_rng(int(torch.randint(0, 2**31, (1,), generator=gen)))
+            images.append(torch.from_numpy(render_prompt(text, rng)).permute(2, 0, 1).float() / 255)
+        return SimpleNamespace(images=torch.stack(images))
+
+
+def test_probe_separates_a_relation_reader_from_a_blind_model(bench):
+    texts = ["a red circle left of a blue square", "a green triangle above a yellow circle",
+             "a purple square right of a black triangle", "a blue circle below a red triangle"] * 3
+    reader = bench.probe(RenderingPipe(False, bench), texts, 1, {}, seed=5, batch_size=5)
+    assert reader["acc"]["original"] > 0.9 and reader["acc"]["converse"] > 0.9
+    assert reader["acc"]["swapped"] < 0.1 and reader["acc"]["flipped"] < 0.1
+    assert reader["original_minus_flipped"]["diff"] > 0.8 and reader["converse_minus_swapped"]["diff"] > 0.8
+    blind = bench.probe(RenderingPipe(True, bench), texts, 1, {}, seed=5, batch_size=5)
+    assert len({blind["acc"][v] for v in bench.VARIANTS}) == 1  # the same image whatever the words
+    assert blind["original_minus_flipped"]["diff"] == 0 and blind["pixel_diff"]["swapped"] == 0
+    assert reader["pixel_diff"]["swapped"] > 0
