@@ -18,6 +18,9 @@ satisfy the relation. Printed per model: accuracy per variant, the paired differ
 original − flipped and converse − swapped (the relation-reading margins, with s.e.
 std(diff) / sqrt(n)) and the mean absolute pixel difference of each variant's image from the original's.
 ``--runs``: front-door output directories, probed with ``<run>/export/transformer`` in the base pipeline.
+``--teach_minutes M`` adds a supervised question: the base's transformer fine-tuned for M minutes on clean
+renders of *position* train prompts alone (``clean_renders.train_on_clean_renders``, frozen text encoders,
+``--teach_lr``), then probed: can the transformer learn to read relations from the frozen encoders at all?
 """
 
 from __future__ import annotations
@@ -76,7 +79,20 @@ def probe(pipe, texts: list[str], steps: int, kwargs: dict, seed: int, batch_siz
             "pixel_diff": {name: float((images[name] - images["original"]).abs().mean()) for name in VARIANTS[1:]}}
 
 
-def run_probe(base_dir: Path, runs: list[Path], num: int, seed: int, steps: int) -> list[dict]:
+def taught(pipe, base_dir: Path, minutes: float, lr: float, seed: int) -> tuple:
+    """``pipe`` with the base transformer fine-tuned on clean position renders, and the training facts."""
+    from fastvideo.config import ModelConfig
+    from fastvideo.models import build_adapter
+    from fastvideo.shapes.clean_renders import train_on_clean_renders
+
+    adapter = build_adapter(ModelConfig(name="flux", path=str(base_dir), height=64, width=64), "cpu")
+    facts = train_on_clean_renders(adapter, minutes=minutes, lr=lr, seed=seed, skill="position")
+    pipe.transformer = adapter.transformer.eval().requires_grad_(False)
+    return pipe, facts
+
+
+def run_probe(base_dir: Path, runs: list[Path], num: int, seed: int, steps: int, teach_minutes: float = 0.0,
+              teach_lr: float = 1e-4) -> list[dict]:
     from diffusers import FluxPipeline
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script, also when imported by a test
@@ -92,6 +108,10 @@ def run_probe(base_dir: Path, runs: list[Path], num: int, seed: int, steps: int)
     for run_dir in runs:
         tuned = load_finetuned(pipe, run_dir)
         rows.append({"model": str(run_dir), "seed": seed, "steps": steps, **probe(tuned, texts, steps, kwargs, seed)})
+    if teach_minutes > 0:
+        tuned, facts = taught(pipe, base_dir, teach_minutes, teach_lr, seed)
+        rows.append({"model": f"{base_dir} + {teach_minutes:g} min of position renders", "seed": seed,
+                     "steps": steps, "teach": {"lr": teach_lr, **facts}, **probe(tuned, texts, steps, kwargs, seed)})
     return rows
 
 
@@ -113,11 +133,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--num", type=int, default=400, help="skill-balanced held-out draws (~1/5 are position)")
     parser.add_argument("--seed", type=int, default=20261201)
     parser.add_argument("--steps", type=int, default=16, help="the model card's stock-pipeline steps")
+    parser.add_argument("--teach_minutes", type=float, default=0.0,
+                        help="also probe the base after this many minutes on clean position renders")
+    parser.add_argument("--teach_lr", type=float, default=1e-4)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("outputs/relation_probe.jsonl"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    rows = run_probe(args.base, args.runs, args.num, args.seed, args.steps)
+    rows = run_probe(args.base, args.runs, args.num, args.seed, args.steps, args.teach_minutes, args.teach_lr)
     print(format_rows(rows))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("a") as f:

@@ -58,6 +58,9 @@ def test_scene_batch_is_deterministic_and_uses_train_prompts_only():
     many, _ = scene_batch(256, seed=0, step=1)
     assert set(many) <= train_texts
     assert scene_batch(16, seed=3, step=8)[0] != prompts
+    position = {p.text for p in prompt_splits(0)[0] if p.skill == "position"}
+    only, _ = scene_batch(64, seed=0, step=1, skill="position")
+    assert set(only) <= position and len(set(only)) > 30
 
 
 def test_lr_schedule_warms_up_then_decays_to_final_fraction():

@@ -71,18 +71,19 @@ class CleanRenderLoss:
 
 
 def train_on_clean_renders(adapter, *, minutes: float, lr: float = 1e-5, batch_size: int = 32, seed: int = 0,
-                           max_steps: int = 0) -> dict:
+                           max_steps: int = 0, skill: str | None = None) -> dict:
     """Adam on ``clean_flow_loss`` until ``minutes`` of wall clock (or ``max_steps``) are spent.
 
-    Data: skill-balanced *train* prompts and fresh renders per step (``scene_batch(seed, step)``), never
-    the held-out compositions. Returns {"steps", "seconds", "loss_first", "loss_last"}.
+    Data: skill-balanced *train* prompts (``skill``: of that skill only) and fresh renders per step
+    (``scene_batch(seed, step)``), never the held-out compositions. Returns {"steps", "seconds",
+    "loss_first", "loss_last"}.
     """
     module = adapter.transformer
     module.requires_grad_(True)
     optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
     started, step, losses = time.perf_counter(), 0, []
     while (max_steps <= 0 or step < max_steps) and time.perf_counter() - started < 60.0 * minutes:
-        prompts, images = scene_batch(batch_size, seed, step)
+        prompts, images = scene_batch(batch_size, seed, step, skill=skill)
         loss = clean_flow_loss(adapter, prompts, images, step_generator(seed, step, purpose=1))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -35,14 +35,15 @@ def images_to_tensor(images: list[np.ndarray]) -> torch.Tensor:
 
 
 def scene_batch(batch_size: int, seed: int, step: int, image_size: int = 64,
-                caption_noise: float = 0.0) -> tuple[list[str], torch.Tensor]:
-    """``batch_size`` skill-balanced train prompts and one random rendering of each, in [-1, 1].
+                caption_noise: float = 0.0, skill: str | None = None) -> tuple[list[str], torch.Tensor]:
+    """``batch_size`` skill-balanced train prompts (``skill``: of that skill only) and one random
+    rendering of each, in [-1, 1].
 
     ``caption_noise``: the fraction of captions replaced by a *wrong* one (``noisy_captions``): the image
     is still rendered from the true prompt. The corruption draws from its own generator, so the
     prompts and images of a step are the same whatever the rate."""
     rng = step_rng(seed, step)
-    prompts = [p.text for p in sample_prompts(batch_size, rng, split="train", seed=SPLIT_SEED)]
+    prompts = [p.text for p in sample_prompts(batch_size, rng, split="train", skill=skill, seed=SPLIT_SEED)]
     images = [render_prompt(text, rng, size=image_size) for text in prompts]
     if caption_noise > 0:
         prompts = noisy_captions(prompts, step_rng(seed, step, purpose=CAPTION_NOISE_PURPOSE), caption_noise)
