@@ -13,10 +13,13 @@ from fastvideo.shapes.grammar import prompt_splits, vocabulary
 from fastvideo.shapes.heldout import heldout_prompts, proportion, summarize
 from fastvideo.shapes.pretrain.common import StageOptions, lr_factor
 from fastvideo.shapes.pretrain.components import (
+    FULL,
     T5_MAX_LENGTH,
     build_clip_tokenizer,
+    build_t5_encoder,
     build_t5_tokenizer,
     rope_axes,
+    set_neighbour_heads,
 )
 from fastvideo.shapes.pretrain.data import scene_batch
 from fastvideo.shapes.pretrain.train_flux import sample_flow_time
@@ -40,6 +43,33 @@ def test_t5_tokenizer_maps_every_word_to_one_piece_and_fits_longest_prompt():
     longest = max(len(tokenizer(p.text).input_ids) for p in train + heldout)
     assert longest <= T5_MAX_LENGTH, "T5_MAX_LENGTH would truncate grammar prompts"
     assert tokenizer.unk_token_id not in tokenizer("two purple triangles").input_ids
+
+
+def test_neighbour_heads_attend_to_the_adjacent_words_and_give_a_word_its_role():
+    tokenizer = build_t5_tokenizer(vocabulary())
+    torch.manual_seed(0)
+    t5 = build_t5_encoder(FULL, tokenizer).eval()
+    t5.config._attn_implementation = "eager"
+    with torch.no_grad():  # saturated content attention, as the jointly trained encoder's: logits of tens
+        for block in t5.encoder.block:
+            block.layer[0].SelfAttention.q.weight.mul_(30.0)
+    texts = ["a red circle left of a blue square", "a blue square left of a red circle"]
+    ids = tokenizer(texts, max_length=T5_MAX_LENGTH, padding="max_length", return_tensors="pt").input_ids
+    assert ids[0, 1:3].tolist() == ids[1, 6:8].tolist()  # "red circle": subject, then object
+
+    def states():
+        with torch.no_grad():
+            out = t5(ids, output_attentions=True)
+        return out.last_hidden_state, out.attentions
+
+    before, _ = states()
+    set_neighbour_heads(t5, 5.0)
+    after, attentions = states()
+    for layer in attentions:
+        queries = torch.arange(1, T5_MAX_LENGTH - 1)
+        assert (layer[0, 0, queries, queries - 1] > 0.9).all() and (layer[0, 1, queries, queries + 1] > 0.9).all()
+    role = lambda h: (h[0, 1:3] - h[1, 6:8]).norm() / h[0, 1:3].norm()  # noqa: E731
+    assert role(after) > 0.05 and role(after) > 20 * role(before)
 
 
 def test_rope_axes_sum_to_head_dim():

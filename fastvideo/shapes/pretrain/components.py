@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+import torch
 from diffusers import (
     AutoencoderKL,
     DDIMScheduler,
@@ -177,3 +178,30 @@ def build_ddim_scheduler() -> DDIMScheduler:
 
 def count_params(module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+@torch.no_grad()
+def set_neighbour_heads(t5: T5EncoderModel, strength: float) -> None:
+    """Give T5 word order: in every layer head 0 attends to the previous token, head 1 to the next one.
+
+    FLUX gives its text tokens no positions (``txt_ids`` are zeros), so word order reaches the transformer
+    only through T5's relative attention bias (``relative_attention_bias``, shared by every layer). Trained
+    jointly from random initialisation, T5's attention becomes saturated content attention (unscaled
+    q.k logits of tens) next to which that bias (|b| < 0.4) does nothing: the states of an object's
+    words come out the same whether it is the subject or the object of "left of"
+    (``benchmarks/bench_relation_probe.py``), and relations cannot be learned. This zeroes the query
+    weights of heads 0 and 1 in every layer (their logits become the bias alone) and sets their bias to
+    ``strength`` at the bucket of relative position -1 (head 0) or +1 (head 1), 0 elsewhere: after two
+    layers each word's state carries its neighbours' (e.g. "the word before me follows a relation").
+    Everything stays trainable."""
+    first = t5.encoder.block[0].layer[0].SelfAttention
+    weight = first.relative_attention_bias.weight  # (num_buckets, num_heads)
+    for head, offset in ((0, -1), (1, 1)):
+        bucket = first._relative_position_bucket(
+            torch.tensor(offset), bidirectional=True, num_buckets=first.relative_attention_num_buckets,
+            max_distance=first.relative_attention_max_distance)
+        weight[:, head] = 0.0
+        weight[int(bucket), head] = strength
+        for block in t5.encoder.block:
+            attention = block.layer[0].SelfAttention
+            attention.q.weight[head * attention.key_value_proj_dim:(head + 1) * attention.key_value_proj_dim] = 0.0

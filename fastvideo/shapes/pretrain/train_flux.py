@@ -33,6 +33,7 @@ from fastvideo.shapes.pretrain.components import (
     build_flow_scheduler,
     build_flux_transformer,
     build_t5_encoder,
+    set_neighbour_heads,
 )
 from fastvideo.shapes.pretrain.data import scene_batch, step_generator
 from fastvideo.shapes.pretrain.text import flux_text
@@ -106,6 +107,8 @@ def train_flux(sizes: ModelSizes, options: StageOptions, work_dir: Path, vae: Au
     bundle = FluxBundle(sizes, *tokenizers).train()
     if init_from is not None:
         load_flux_bundle(bundle, init_from)
+    if options.extra.get("t5_neighbour_heads"):  # before load_state: a resumed run keeps what it learned
+        set_neighbour_heads(bundle.t5, options.extra["t5_neighbour_heads"])
     ema = EMA(bundle, options.ema_decay, warmup=True)
     optimizer = make_optimizer(bundle, options)
     state_path = work_dir / stage_name / "state.pt"
