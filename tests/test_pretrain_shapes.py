@@ -170,6 +170,20 @@ def test_smoke_pretraining_writes_pipelines_that_stock_diffusers_load_and_sample
     finally:
         torch.set_num_threads(threads)
     assert sorted(p.name for p in (work / "flux").glob("step_*")) == ["step_000002"]
+    # continued with word order given to T5 and T5 kept fixed: the saved T5 is exactly the surgery's
+    from transformers import T5EncoderModel
+
+    try:
+        main(["--stage", "flux", "--smoke", "--init_from", str(out / "flux"), "--output_dir", str(tmp_path / "more"),
+              "--work_dir", str(tmp_path / "work_more"), "--threads", "1", "--t5_neighbour_heads", "5", "--freeze_t5"])
+    finally:
+        torch.set_num_threads(threads)
+    expected = T5EncoderModel.from_pretrained(out / "flux" / "text_encoder_2")
+    set_neighbour_heads(expected, 5.0)
+    continued = T5EncoderModel.from_pretrained(tmp_path / "more" / "flux" / "text_encoder_2")
+    assert all(torch.equal(value, continued.state_dict()[name]) for name, value in expected.state_dict().items())
+    info = json.loads((tmp_path / "more" / "flux" / "pretrain.json").read_text())
+    assert info["t5_neighbour_heads"] == 5.0 and info["freeze_t5"] is True
 
 
 @pytest.mark.slow

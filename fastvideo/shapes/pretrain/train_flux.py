@@ -109,6 +109,8 @@ def train_flux(sizes: ModelSizes, options: StageOptions, work_dir: Path, vae: Au
         load_flux_bundle(bundle, init_from)
     if options.extra.get("t5_neighbour_heads"):  # before load_state: a resumed run keeps what it learned
         set_neighbour_heads(bundle.t5, options.extra["t5_neighbour_heads"])
+    if options.extra.get("freeze_t5"):  # e.g. so that joint training cannot wash the word order out again
+        bundle.t5.requires_grad_(False)
     ema = EMA(bundle, options.ema_decay, warmup=True)
     optimizer = make_optimizer(bundle, options)
     state_path = work_dir / stage_name / "state.pt"
