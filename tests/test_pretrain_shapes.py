@@ -91,6 +91,12 @@ def test_scene_batch_is_deterministic_and_uses_train_prompts_only():
     position = {p.text for p in prompt_splits(0)[0] if p.skill == "position"}
     only, _ = scene_batch(64, seed=0, step=1, skill="position")
     assert set(only) <= position and len(set(only)) > 30
+    plain, _ = scene_batch(256, seed=0, step=1)
+    mixed, _ = scene_batch(256, seed=0, step=1, position_share=0.5)
+    share = np.mean([text in position for text in mixed])
+    assert 0.5 < share < 0.7  # 0.5 + 0.5 / 5 on average
+    kept = [a == b for a, b in zip(plain, mixed)]
+    assert 0.35 < np.mean(kept) < 0.65 and all(b in position for a, b, k in zip(plain, mixed, kept) if not k)
 
 
 def test_lr_schedule_warms_up_then_decays_to_final_fraction():

@@ -35,15 +35,25 @@ def images_to_tensor(images: list[np.ndarray]) -> torch.Tensor:
 
 
 def scene_batch(batch_size: int, seed: int, step: int, image_size: int = 64,
-                caption_noise: float = 0.0, skill: str | None = None) -> tuple[list[str], torch.Tensor]:
+                caption_noise: float = 0.0, skill: str | None = None,
+                position_share: float = 0.0) -> tuple[list[str], torch.Tensor]:
     """``batch_size`` skill-balanced train prompts (``skill``: of that skill only) and one random
     rendering of each, in [-1, 1].
+
+    ``position_share``: each prompt is replaced, with this probability, by a position prompt (drawn from
+    its own generator, so the other prompts of a step stay those of the plain stream); the batch is then
+    ``share + (1 - share) / 5`` position prompts on average.
 
     ``caption_noise``: the fraction of captions replaced by a *wrong* one (``noisy_captions``): the image
     is still rendered from the true prompt. The corruption draws from its own generator, so the
     prompts and images of a step are the same whatever the rate."""
     rng = step_rng(seed, step)
     prompts = [p.text for p in sample_prompts(batch_size, rng, split="train", skill=skill, seed=SPLIT_SEED)]
+    if position_share > 0:
+        extra = step_rng(seed, step, purpose=POSITION_SHARE_PURPOSE)
+        chosen = extra.random(batch_size) < position_share
+        positions = sample_prompts(batch_size, extra, split="train", skill="position", seed=SPLIT_SEED)
+        prompts = [q.text if c else p for p, q, c in zip(prompts, positions, chosen)]
     images = [render_prompt(text, rng, size=image_size) for text in prompts]
     if caption_noise > 0:
         prompts = noisy_captions(prompts, step_rng(seed, step, purpose=CAPTION_NOISE_PURPOSE), caption_noise)
@@ -51,6 +61,7 @@ def scene_batch(batch_size: int, seed: int, step: int, image_size: int = 64,
 
 
 CAPTION_NOISE_PURPOSE = 3
+POSITION_SHARE_PURPOSE = 4
 
 
 def _swap_words() -> dict[str, list[str]]:

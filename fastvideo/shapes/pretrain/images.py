@@ -60,6 +60,8 @@ def stage_options(stage: str, args: argparse.Namespace) -> StageOptions:
         options.extra["t5_neighbour_heads"] = args.t5_neighbour_heads
     if args.freeze_t5:
         options.extra["freeze_t5"] = True
+    if args.position_share:
+        options.extra["position_share"] = args.position_share
     options.checkpoint_every = args.checkpoint_every or min(options.checkpoint_every, options.steps)
     options.seed = args.seed
     return options
@@ -114,7 +116,8 @@ def run_stage(stage: str, args: argparse.Namespace, sizes: ModelSizes) -> None:
     extra = {"seed": args.seed, "steps": options.steps, "batch_size": options.batch_size, "lr": options.lr,
              "final_lr_fraction": options.final_lr_fraction, "caption_noise": options.extra.get("caption_noise", 0.0),
              "t5_neighbour_heads": options.extra.get("t5_neighbour_heads", 0.0),
-             "freeze_t5": options.extra.get("freeze_t5", False), "vae_stats": stats}
+             "freeze_t5": options.extra.get("freeze_t5", False),
+             "position_share": options.extra.get("position_share", 0.0), "vae_stats": stats}
     if init_from:
         extra["init_from"] = {"path": str(init_from), **json.loads((init_from / "pretrain.json").read_text())}
     if stage == "flux":
@@ -180,6 +183,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--freeze_t5", action="store_true",
                         help="flux stage: train the transformer and CLIP but keep T5 as it starts (e.g. after "
                              "--t5_neighbour_heads, which joint training otherwise washes out)")
+    parser.add_argument("--position_share", type=float, default=0.0,
+                        help="flux stage: replace each prompt by a position prompt with this probability "
+                             "(more relation examples; 0 = the skill-balanced stream)")
     parser.add_argument("--final_lr_fraction", type=float, default=None,
                         help="learning rate at the last step as a fraction of the peak (cosine; default 0.1)")
     return parser.parse_args(argv)

@@ -119,7 +119,8 @@ def train_flux(sizes: ModelSizes, options: StageOptions, work_dir: Path, vae: Au
     log = LossLog("flux", options.steps, start, options.log_every)
     for step in range(start, options.steps):
         prompts, images = scene_batch(options.batch_size, options.seed, step, IMAGE_SIZE,
-                                      caption_noise=options.extra.get("caption_noise", 0.0))
+                                      caption_noise=options.extra.get("caption_noise", 0.0),
+                                      position_share=options.extra.get("position_share", 0.0))
         generator = step_generator(options.seed, step, purpose=1)
         loss = flux_loss(bundle, tokenizers, flux_latents(vae, images, generator), prompts, generator)
         grad_norm = finish_step(step, loss, bundle, optimizer, ema, options, state_path,
