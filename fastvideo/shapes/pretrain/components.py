@@ -187,7 +187,7 @@ def set_neighbour_heads(t5: T5EncoderModel, strength: float) -> None:
     FLUX gives its text tokens no positions (``txt_ids`` are zeros), so word order reaches the transformer
     only through T5's relative attention bias (``relative_attention_bias``, shared by every layer). Trained
     jointly from random initialisation, T5's attention becomes saturated content attention (unscaled
-    q.k logits of tens) next to which that bias (|b| < 0.4) does nothing: the states of an object's
+    q.k logits of tens) next to which that bias (|b| <= 0.16 in v6) does nothing: the states of an object's
     words come out the same whether it is the subject or the object of "left of"
     (``benchmarks/bench_relation_probe.py``), and relations cannot be learned. This zeroes the query
     weights of heads 0 and 1 in every layer (their logits become the bias alone) and sets their bias to
