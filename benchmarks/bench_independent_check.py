@@ -18,7 +18,6 @@ skill too; one JSON line per run and reading goes to ``--out``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
@@ -30,6 +29,7 @@ import torch  # noqa: E402
 
 from fastvideo.shapes.grammar import SKILLS  # noqa: E402
 from fastvideo.shapes.heldout import EVAL_SEED, heldout_prompts  # noqa: E402
+from fastvideo.shapes.policy_eval import append_records  # noqa: E402
 from fastvideo.shapes.pretrain.base_eval import sample_images, sampling_kwargs  # noqa: E402
 from fastvideo.shapes.second_reading import second_verify  # noqa: E402
 from fastvideo.shapes.verifier import verify  # noqa: E402
@@ -108,10 +108,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     torch.set_num_threads(args.threads)
     rows = check(args.runs, args.base, args.num, args.seed, args.steps)
     print(format_rows(rows))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("a") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
+    append_records(rows, args.out)
     return rows
 
 

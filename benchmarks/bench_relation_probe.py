@@ -26,7 +26,6 @@ renders of *position* train prompts alone (``clean_renders.train_on_clean_render
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -39,6 +38,7 @@ import torch  # noqa: E402
 
 from fastvideo.shapes.grammar import RELATIONS  # noqa: E402
 from fastvideo.shapes.heldout import EVAL_SEED, heldout_prompts  # noqa: E402
+from fastvideo.shapes.policy_eval import append_records  # noqa: E402
 from fastvideo.shapes.pretrain.base_eval import sample_images, sampling_kwargs  # noqa: E402
 from fastvideo.shapes.verifier import verify  # noqa: E402
 
@@ -69,7 +69,8 @@ def _paired(a: np.ndarray, b: np.ndarray) -> dict:
 
 def probe(pipe, texts: list[str], steps: int, kwargs: dict, seed: int, batch_size: int = 50) -> dict:
     """Accuracy per variant under the original prompts, the two margins and the pixel differences."""
-    prompts = {name: [variants(t)[name] for t in texts] for name in VARIANTS}
+    rewritten = [variants(text) for text in texts]
+    prompts = {name: [v[name] for v in rewritten] for name in VARIANTS}
     images = {name: sample_images(pipe, batch, steps, kwargs, seed, batch_size) for name, batch in prompts.items()}
     correct = {name: np.array([float(verify(image, text).correct) for image, text in zip(images[name], texts)])
                for name in VARIANTS}
@@ -142,10 +143,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     torch.set_num_threads(args.threads)
     rows = run_probe(args.base, args.runs, args.num, args.seed, args.steps, args.teach_minutes, args.teach_lr)
     print(format_rows(rows))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("a") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
+    append_records(rows, args.out)
     return rows
 
 

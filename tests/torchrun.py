@@ -36,7 +36,10 @@ def torchrun(nproc: int, args: list[str], outputs: tuple[Path, ...] = (), timeou
         warnings.warn(f"a rank aborted ({TEARDOWN_ABORT!r}); retrying once:\n{done.stderr[-2000:]}",
                       stacklevel=2)
         for path in outputs:
-            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
         done = _run(cmd, env, timeout)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
     return done

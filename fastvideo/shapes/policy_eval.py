@@ -224,6 +224,13 @@ def write_records(records: list[dict], path: Path) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
 
 
+def append_records(records: list[dict], path: Path) -> None:
+    """Append records to ``path`` as JSON lines (created with its folder if missing): a benchmark's results."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        handle.writelines(json.dumps(r) + "\n" for r in records)
+
+
 def save_before_after(results: dict[str, EvalResult | None], prompts: list[str], path: Path,
                       world: ImageWorld = IMAGE_WORLD, indices: list[int] | None = None) -> Path:
     """Grid PNG (the motion world: a strip of frames, and ``<path>.gif``): one row per evaluated policy

@@ -41,6 +41,11 @@ DEFAULTS: dict[str, StageOptions] = {
 }
 
 
+FLUX_EXTRAS: dict = {"caption_noise": 0.0, "t5_neighbour_heads": 0.0, "freeze_t5": False, "position_share": 0.0}
+"""Flux-stage options (CLI flags of the same names) carried in ``StageOptions.extra`` when set, and their
+defaults, recorded in the pipeline's ``pretrain.json``."""
+
+
 def stage_options(stage: str, args: argparse.Namespace) -> StageOptions:
     """Defaults for ``stage`` with the CLI's overrides (smoke: 2 steps of batch 4)."""
     options = StageOptions(**{**DEFAULTS[stage].__dict__})
@@ -54,14 +59,7 @@ def stage_options(stage: str, args: argparse.Namespace) -> StageOptions:
         options.lr = args.lr
     if args.final_lr_fraction is not None:
         options.final_lr_fraction = args.final_lr_fraction
-    if args.caption_noise:
-        options.extra["caption_noise"] = args.caption_noise
-    if args.t5_neighbour_heads:
-        options.extra["t5_neighbour_heads"] = args.t5_neighbour_heads
-    if args.freeze_t5:
-        options.extra["freeze_t5"] = True
-    if args.position_share:
-        options.extra["position_share"] = args.position_share
+    options.extra.update({name: getattr(args, name) for name in FLUX_EXTRAS if getattr(args, name)})
     options.checkpoint_every = args.checkpoint_every or min(options.checkpoint_every, options.steps)
     options.seed = args.seed
     return options
@@ -114,10 +112,8 @@ def run_stage(stage: str, args: argparse.Namespace, sizes: ModelSizes) -> None:
         raise ValueError(f"--init_from continues the flux stage only, not {stage!r}: use --stage flux")
     vae, stats = load_pipeline_vae(init_from) if init_from else load_vae(work_dir)
     extra = {"seed": args.seed, "steps": options.steps, "batch_size": options.batch_size, "lr": options.lr,
-             "final_lr_fraction": options.final_lr_fraction, "caption_noise": options.extra.get("caption_noise", 0.0),
-             "t5_neighbour_heads": options.extra.get("t5_neighbour_heads", 0.0),
-             "freeze_t5": options.extra.get("freeze_t5", False),
-             "position_share": options.extra.get("position_share", 0.0), "vae_stats": stats}
+             "final_lr_fraction": options.final_lr_fraction,
+             **{name: options.extra.get(name, default) for name, default in FLUX_EXTRAS.items()}, "vae_stats": stats}
     if init_from:
         extra["init_from"] = {"path": str(init_from), **json.loads((init_from / "pretrain.json").read_text())}
     if stage == "flux":
