@@ -16,7 +16,10 @@ relation passes ``original`` and ``converse`` and fails ``swapped`` and ``flippe
 the wrong side); a model blind to it passes all four alike, at the rate its layout prior happens to
 satisfy the relation. Printed per model: accuracy per variant, the paired differences
 original − flipped and converse − swapped (the relation-reading margins, with s.e.
-std(diff) / sqrt(n)) and the mean absolute pixel difference of each variant's image from the original's.
+std(diff) / sqrt(n)) and the mean absolute pixel difference of each variant's image from the original's,
+then the loss gap (``loss_gap``): the flow-matching loss on clean renders of the original prompts with the
+swapped / flipped prompt minus that with the original, at t = 0.95 and 0.8 (x 1e3, paired s.e.); it
+turns positive before the sampled accuracies separate.
 ``--runs``: front-door output directories, probed with ``<run>/export/transformer`` in the base pipeline.
 ``--teach_minutes M`` adds a supervised question: the base's transformer fine-tuned for M minutes on clean
 renders of *position* train prompts alone (``clean_renders.train_on_clean_renders``, frozen text encoders,
@@ -80,6 +83,47 @@ def probe(pipe, texts: list[str], steps: int, kwargs: dict, seed: int, batch_siz
             "pixel_diff": {name: float((images[name] - images["original"]).abs().mean()) for name in VARIANTS[1:]}}
 
 
+@torch.no_grad()
+def loss_gap(pipe, texts: list[str], kwargs: dict, seed: int, reps: int = 4, times: tuple = (0.95, 0.8)) -> dict:
+    """Flow-matching loss with the swapped / flipped prompt minus that with the original, paired.
+
+    ``reps`` clean renders of each original prompt (``render_prompt``), noised to x_t = (1 - t) x0 + t eps at
+    each of ``times`` with the same eps for every variant; loss = mean (v(x_t, t, prompt) - (eps - x0))^2 per
+    sample. A model blind to relations has gaps of 0 (within s.e.); one that places objects by the
+    relation has positive gaps, largest at high noise where the layout is decided. Cheap (no sampling)
+    and sensitive: it moves before the probe's sampled accuracies do (docs/shapes_learning_log.md row 101)."""
+    from diffusers import FluxPipeline
+
+    from fastvideo.shapes.pretrain.data import images_to_tensor
+    from fastvideo.shapes.render import render_prompt
+
+    rng, generator = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
+    originals = texts * reps
+    images = images_to_tensor([render_prompt(text, rng, size=kwargs.get("height", 64)) for text in originals])
+    latents = pipe.vae.encode(images).latent_dist.sample(generator)
+    x0 = (latents - pipe.vae.config.shift_factor) * pipe.vae.config.scaling_factor
+    batch, channels, height, width = x0.shape
+    noise = torch.randn(x0.shape, generator=generator)
+    img_ids = FluxPipeline._prepare_latent_image_ids(batch, height // 2, width // 2, x0.device, x0.dtype)
+    target = FluxPipeline._pack_latents(noise - x0, batch, channels, height, width)
+    conditions = {name: pipe.encode_prompt([variants(text)[name] for text in originals], prompt_2=None,
+                                           max_sequence_length=kwargs.get("max_sequence_length", 512))
+                  for name in ("original", "swapped", "flipped")}
+    guidance = torch.full((batch,), kwargs.get("guidance_scale", 3.5)) if pipe.transformer.config.guidance_embeds \
+        else None
+    gaps = {}
+    for t in times:
+        xt = FluxPipeline._pack_latents((1 - t) * x0 + t * noise, batch, channels, height, width)
+        losses = {}
+        for name, (embeds, pooled, text_ids) in conditions.items():
+            prediction = pipe.transformer(hidden_states=xt, timestep=torch.full((batch,), t), guidance=guidance,
+                                          pooled_projections=pooled, encoder_hidden_states=embeds, txt_ids=text_ids,
+                                          img_ids=img_ids, return_dict=False)[0]
+            losses[name] = (prediction - target).square().mean(dim=(1, 2)).numpy()
+        gaps[str(t)] = {name: _paired(losses[name], losses["original"]) for name in ("swapped", "flipped")}
+    return gaps
+
+
 def taught(pipe, base_dir: Path, minutes: float, lr: float, seed: int) -> tuple:
     """``pipe`` with the base transformer fine-tuned on clean position renders, and the training facts."""
     from fastvideo.config import ModelConfig
@@ -105,14 +149,17 @@ def run_probe(base_dir: Path, runs: list[Path], num: int, seed: int, steps: int,
     pipe = FluxPipeline.from_pretrained(base_dir, dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
     kwargs = sampling_kwargs(base_dir, pipe)
-    rows = [{"model": str(base_dir), "seed": seed, "steps": steps, **probe(pipe, texts, steps, kwargs, seed)}]
+    rows = [{"model": str(base_dir), "seed": seed, "steps": steps, **probe(pipe, texts, steps, kwargs, seed),
+             "loss_gap": loss_gap(pipe, texts, kwargs, seed)}]
     for run_dir in runs:
         tuned = load_finetuned(pipe, run_dir)
-        rows.append({"model": str(run_dir), "seed": seed, "steps": steps, **probe(tuned, texts, steps, kwargs, seed)})
+        rows.append({"model": str(run_dir), "seed": seed, "steps": steps, **probe(tuned, texts, steps, kwargs, seed),
+                     "loss_gap": loss_gap(tuned, texts, kwargs, seed)})
     if teach_minutes > 0:
         tuned, facts = taught(pipe, base_dir, teach_minutes, teach_lr, seed)
         rows.append({"model": f"{base_dir} + {teach_minutes:g} min of position renders", "seed": seed,
-                     "steps": steps, "teach": {"lr": teach_lr, **facts}, **probe(tuned, texts, steps, kwargs, seed)})
+                     "steps": steps, "teach": {"lr": teach_lr, **facts}, **probe(tuned, texts, steps, kwargs, seed),
+                     "loss_gap": loss_gap(tuned, texts, kwargs, seed)})
     return rows
 
 
@@ -124,6 +171,11 @@ def format_rows(rows: list[dict]) -> str:
         lines.append(f"{row['model'][-36:]:36s} {row['n']:4d} " + " ".join(f"{row['acc'][v]:9.3f}" for v in VARIANTS)
                      + "".join(f" {100 * m['diff']:+7.1f} ± {100 * m['se']:4.1f}" for m in margins)
                      + "  " + " / ".join(f"{row['pixel_diff'][v]:.4f}" for v in VARIANTS[1:]))
+        if "loss_gap" in row:
+            lines.append("    loss gap x 1e3 (swapped / flipped - original): " + "; ".join(
+                f"t={t} " + " / ".join(f"{1e3 * g[name]['diff']:+.2f} ± {1e3 * g[name]['se']:.2f}"
+                                       for name in ("swapped", "flipped"))
+                for t, g in row["loss_gap"].items()))
     return "\n".join(lines)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -10,6 +11,8 @@ import torch
 
 from fastvideo.shapes.render import render_prompt
 from tests.bench_loader import load_benchmark
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets" / "shapes"
 
 
 @pytest.fixture(scope="module")
@@ -55,3 +58,22 @@ def test_probe_separates_a_relation_reader_from_a_blind_model(bench):
     assert len({blind["acc"][v] for v in bench.VARIANTS}) == 1  # the same image whatever the words
     assert blind["original_minus_flipped"]["diff"] == 0 and blind["pixel_diff"]["swapped"] == 0
     assert reader["pixel_diff"]["swapped"] > 0
+
+
+@pytest.mark.skipif(not (ASSETS / "flux").exists(), reason="shipped shapes pipelines not built")
+def test_loss_gap_of_the_blind_shipped_base_is_zero_and_the_line_is_printed(bench):
+    from diffusers import FluxPipeline
+
+    pipe = FluxPipeline.from_pretrained(ASSETS / "flux", dtype=torch.float32)
+    texts = ["a red circle left of a blue square", "a green triangle above a yellow circle",
+             "a purple square right of a black triangle", "a blue circle below a red triangle"]
+    kwargs = {"height": 64, "guidance_scale": 3.5, "max_sequence_length": 16}
+    gaps = bench.loss_gap(pipe, texts, kwargs, seed=3, reps=2, times=(0.9,))
+    assert set(gaps) == {"0.9"} and set(gaps["0.9"]) == {"swapped", "flipped"}
+    for gap in gaps["0.9"].values():  # its T5 gives "A rel B" and "B rel A" the same states (log row 92)
+        assert abs(gap["diff"]) < 2e-3 and gap["se"] < 2e-3
+    assert bench.loss_gap(pipe, texts, kwargs, seed=3, reps=2, times=(0.9,)) == gaps  # seeded
+    row = {"model": "m", "n": 4, "acc": dict.fromkeys(bench.VARIANTS, 0.5),
+           "original_minus_flipped": {"diff": 0.0, "se": 0.0}, "converse_minus_swapped": {"diff": 0.0, "se": 0.0},
+           "pixel_diff": dict.fromkeys(bench.VARIANTS[1:], 0.0), "loss_gap": gaps}
+    assert "loss gap x 1e3" in bench.format_rows([row]) and "t=0.9" in bench.format_rows([row])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -70,6 +71,32 @@ def test_neighbour_heads_attend_to_the_adjacent_words_and_give_a_word_its_role()
         assert (layer[0, 0, queries, queries - 1] > 0.9).all() and (layer[0, 1, queries, queries + 1] > 0.9).all()
     role = lambda h: (h[0, 1:3] - h[1, 6:8]).norm() / h[0, 1:3].norm()  # noqa: E731
     assert role(after) > 0.05 and role(after) > 20 * role(before)
+
+
+def test_context_heads_attend_evenly_to_every_word_on_their_side_and_gain_scales_their_output():
+    tokenizer = build_t5_tokenizer(vocabulary())
+    torch.manual_seed(0)
+    t5 = build_t5_encoder(FULL, tokenizer).eval()
+    t5.config._attn_implementation = "eager"
+    ids = tokenizer(["a red circle left of a blue square"], max_length=T5_MAX_LENGTH, padding="max_length",
+                    return_tensors="pt").input_ids
+    plain = copy.deepcopy(t5)
+    set_neighbour_heads(plain, 10.0, span="context")
+    set_neighbour_heads(t5, 10.0, span="context", gain=3.0)
+    with torch.no_grad():
+        attentions = t5(ids, output_attentions=True).attentions
+    query = 5
+    for layer in attentions:
+        before, after = layer[0, 0, query], layer[0, 1, query]
+        assert torch.allclose(before[:query], torch.full((query,), 1 / query), atol=1e-3)  # the mean of the past
+        assert torch.allclose(after[query + 1:], torch.full((T5_MAX_LENGTH - query - 1,), 1 / (T5_MAX_LENGTH - query - 1)),
+                              atol=1e-3)
+    d = t5.config.d_kv
+    for block, reference in zip(t5.encoder.block, plain.encoder.block):
+        o, o_ref = block.layer[0].SelfAttention.o.weight, reference.layer[0].SelfAttention.o.weight
+        assert torch.equal(o[:, :2 * d], 3.0 * o_ref[:, :2 * d]) and torch.equal(o[:, 2 * d:], o_ref[:, 2 * d:])
+    with pytest.raises(ValueError, match="span"):
+        set_neighbour_heads(t5, 1.0, span="diagonal")
 
 
 def test_rope_axes_sum_to_head_dim():
@@ -181,15 +208,17 @@ def test_smoke_pretraining_writes_pipelines_that_stock_diffusers_load_and_sample
 
     try:
         main(["--stage", "flux", "--smoke", "--init_from", str(out / "flux"), "--output_dir", str(tmp_path / "more"),
-              "--work_dir", str(tmp_path / "work_more"), "--threads", "1", "--t5_neighbour_heads", "5", "--freeze_t5"])
+              "--work_dir", str(tmp_path / "work_more"), "--threads", "1", "--t5_neighbour_heads", "5", "--t5_order_span", "context", "--t5_order_gain", "2",
+              "--freeze_t5"])
     finally:
         torch.set_num_threads(threads)
     expected = T5EncoderModel.from_pretrained(out / "flux" / "text_encoder_2")
-    set_neighbour_heads(expected, 5.0)
+    set_neighbour_heads(expected, 5.0, span="context", gain=2.0)
     continued = T5EncoderModel.from_pretrained(tmp_path / "more" / "flux" / "text_encoder_2")
     assert all(torch.equal(value, continued.state_dict()[name]) for name, value in expected.state_dict().items())
     info = json.loads((tmp_path / "more" / "flux" / "pretrain.json").read_text())
     assert info["t5_neighbour_heads"] == 5.0 and info["freeze_t5"] is True
+    assert info["t5_order_span"] == "context" and info["t5_order_gain"] == 2.0
 
 
 @pytest.mark.slow

@@ -23,6 +23,7 @@ from fastvideo.shapes.grammar import vocabulary
 from fastvideo.shapes.pretrain.common import StageOptions, stage_tokenizers
 from fastvideo.shapes.pretrain.components import (
     FULL,
+    ORDER_SPANS,
     SMOKE,
     ModelSizes,
     build_clip_tokenizer,
@@ -41,7 +42,9 @@ DEFAULTS: dict[str, StageOptions] = {
 }
 
 
-FLUX_EXTRAS: dict = {"caption_noise": 0.0, "t5_neighbour_heads": 0.0, "freeze_t5": False, "position_share": 0.0}
+FLUX_EXTRAS: dict = {"caption_noise": 0.0, "t5_neighbour_heads": 0.0, "t5_order_span": "neighbour",
+                     "t5_order_gain": 1.0, "t5_sides_steps": 0, "t5_sides_anchor": 1.0, "freeze_t5": False,
+                     "position_share": 0.0}
 """Flux-stage options (CLI flags of the same names) carried in ``StageOptions.extra`` when set, and their
 defaults, recorded in the pipeline's ``pretrain.json``."""
 
@@ -176,6 +179,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="flux stage: set T5's relative attention bias so that head 0 attends to the previous "
                              "token and head 1 to the next with this strength (components.set_neighbour_heads): "
                              "word order for the relations of position prompts; 0 = leave the bias as it is")
+    parser.add_argument("--t5_order_span", choices=ORDER_SPANS, default="neighbour",
+                        help="with --t5_neighbour_heads: the two heads attend to the adjacent word ('neighbour') "
+                             "or to every word on their side ('context')")
+    parser.add_argument("--t5_order_gain", type=float, default=1.0,
+                        help="with --t5_neighbour_heads: scale the two heads' output projection by this (a larger "
+                             "share of word order in every T5 state)")
+    parser.add_argument("--t5_sides_steps", type=int, default=0,
+                        help="flux stage: before training, teach T5 for this many steps on which side of the image "
+                             "each object of a position prompt goes (t5_sides.teach_sides; use with --freeze_t5)")
+    parser.add_argument("--t5_sides_anchor", type=float, default=1.0,
+                        help="with --t5_sides_steps: weight of the term that keeps T5's states where they were")
     parser.add_argument("--freeze_t5", action="store_true",
                         help="flux stage: train the transformer and CLIP but keep T5 as it starts (e.g. after "
                              "--t5_neighbour_heads, which joint training otherwise washes out)")

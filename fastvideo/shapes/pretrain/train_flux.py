@@ -9,6 +9,7 @@ fed the constant ``FLUX_GUIDANCE``; there is no CFG branch.
 from __future__ import annotations
 
 import copy
+import logging
 from pathlib import Path
 
 import torch
@@ -35,9 +36,12 @@ from fastvideo.shapes.pretrain.components import (
     build_t5_encoder,
     set_neighbour_heads,
 )
-from fastvideo.shapes.pretrain.data import scene_batch, step_generator
+from fastvideo.shapes.pretrain.data import SPLIT_SEED, scene_batch, step_generator
+from fastvideo.shapes.pretrain.t5_sides import teach_sides
 from fastvideo.shapes.pretrain.text import flux_text
 from fastvideo.training.optim import EMA
+
+logger = logging.getLogger("fastvideo.shapes.pretrain")
 
 
 class FluxBundle(torch.nn.Module):
@@ -108,12 +112,18 @@ def train_flux(sizes: ModelSizes, options: StageOptions, work_dir: Path, vae: Au
     if init_from is not None:
         load_flux_bundle(bundle, init_from)
     if options.extra.get("t5_neighbour_heads"):  # before load_state: a resumed run keeps what it learned
-        set_neighbour_heads(bundle.t5, options.extra["t5_neighbour_heads"])
+        set_neighbour_heads(bundle.t5, options.extra["t5_neighbour_heads"],
+                            span=options.extra.get("t5_order_span", "neighbour"),
+                            gain=options.extra.get("t5_order_gain", 1.0))
+    state_path = work_dir / stage_name / "state.pt"
+    if options.extra.get("t5_sides_steps") and not state_path.exists():  # a resumed run loads its T5 instead
+        facts = teach_sides(bundle.t5, tokenizers[1], options.extra["t5_sides_steps"],
+                            anchor=options.extra.get("t5_sides_anchor", 1.0), seed=options.seed, split_seed=SPLIT_SEED)
+        logger.info("T5 taught the sides of position prompts: %s", facts)
     if options.extra.get("freeze_t5"):  # e.g. so that joint training cannot wash the word order out again
         bundle.t5.requires_grad_(False)
     ema = EMA(bundle, options.ema_decay, warmup=True)
     optimizer = make_optimizer(bundle, options)
-    state_path = work_dir / stage_name / "state.pt"
     start = load_state(state_path, bundle, ema, optimizer)
     vae = vae.eval().requires_grad_(False)
     log = LossLog("flux", options.steps, start, options.log_every)
