@@ -208,8 +208,8 @@ def test_smoke_pretraining_writes_pipelines_that_stock_diffusers_load_and_sample
 
     try:
         main(["--stage", "flux", "--smoke", "--init_from", str(out / "flux"), "--output_dir", str(tmp_path / "more"),
-              "--work_dir", str(tmp_path / "work_more"), "--threads", "1", "--t5_neighbour_heads", "5", "--t5_order_span", "context", "--t5_order_gain", "2",
-              "--freeze_t5"])
+              "--work_dir", str(tmp_path / "work_more"), "--threads", "1", "--t5_neighbour_heads", "5",
+              "--t5_order_span", "context", "--t5_order_gain", "2", "--freeze_t5"])
     finally:
         torch.set_num_threads(threads)
     expected = T5EncoderModel.from_pretrained(out / "flux" / "text_encoder_2")
@@ -219,6 +219,16 @@ def test_smoke_pretraining_writes_pipelines_that_stock_diffusers_load_and_sample
     info = json.loads((tmp_path / "more" / "flux" / "pretrain.json").read_text())
     assert info["t5_neighbour_heads"] == 5.0 and info["freeze_t5"] is True
     assert info["t5_order_span"] == "context" and info["t5_order_gain"] == 2.0
+    # taught the sides first (t5_sides.teach_sides), then frozen: the saved T5 moved away from the surgery's
+    try:
+        main(["--stage", "flux", "--smoke", "--init_from", str(out / "flux"), "--output_dir", str(tmp_path / "sides"),
+              "--work_dir", str(tmp_path / "work_sides"), "--threads", "1", "--t5_neighbour_heads", "5",
+              "--t5_order_span", "context", "--t5_order_gain", "2", "--t5_sides_steps", "3", "--freeze_t5"])
+    finally:
+        torch.set_num_threads(threads)
+    taught = T5EncoderModel.from_pretrained(tmp_path / "sides" / "flux" / "text_encoder_2")
+    assert not torch.equal(taught.shared.weight, continued.shared.weight)
+    assert json.loads((tmp_path / "sides" / "flux" / "pretrain.json").read_text())["t5_sides_steps"] == 3
 
 
 @pytest.mark.slow
