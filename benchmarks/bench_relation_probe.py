@@ -95,18 +95,19 @@ def loss_gap(pipe, texts: list[str], kwargs: dict, seed: int, reps: int = 4, tim
     from diffusers import FluxPipeline
 
     from fastvideo.shapes.pretrain.data import images_to_tensor
+    from fastvideo.shapes.pretrain.train_flux import flux_latents
     from fastvideo.shapes.render import render_prompt
 
     rng, generator = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
     originals = texts * reps
     images = images_to_tensor([render_prompt(text, rng, size=kwargs.get("height", 64)) for text in originals])
-    latents = pipe.vae.encode(images).latent_dist.sample(generator)
-    x0 = (latents - pipe.vae.config.shift_factor) * pipe.vae.config.scaling_factor
+    x0 = flux_latents(pipe.vae, images, generator)
     batch, channels, height, width = x0.shape
     noise = torch.randn(x0.shape, generator=generator)
     img_ids = FluxPipeline._prepare_latent_image_ids(batch, height // 2, width // 2, x0.device, x0.dtype)
     target = FluxPipeline._pack_latents(noise - x0, batch, channels, height, width)
-    conditions = {name: pipe.encode_prompt([variants(text)[name] for text in originals], prompt_2=None,
+    rewritten = [variants(text) for text in texts] * reps  # each prompt rewritten once
+    conditions = {name: pipe.encode_prompt([v[name] for v in rewritten], prompt_2=None,
                                            max_sequence_length=kwargs.get("max_sequence_length", 512))
                   for name in ("original", "swapped", "flipped")}
     guidance = torch.full((batch,), kwargs.get("guidance_scale", 3.5)) if pipe.transformer.config.guidance_embeds \
