@@ -118,10 +118,47 @@ def test_smoke_run_writes_a_stock_pipeline_the_adapter_and_verifier_can_use(tmp_
     assert all(torch.equal(a, b) for a, b in zip(bundle.llama.state_dict().values(),
                                                  pipe.text_encoder.state_dict().values()))
     main(["--stage", "hunyuan", "--smoke", "--size", "32", "--num_frames", "5", "--threads", "1", "--patch_size",
-          "1", "--init_from", str(out), "--work_dir", str(work_p1), "--output_dir", str(tmp_path / "out_p1")])
+          "1", "--init_from", str(out), "--work_dir", str(work_p1), "--output_dir", str(tmp_path / "out_p1"),
+          "--train_shift", "1", "--sample_shift", "3"])
     info = json.loads((tmp_path / "out_p1" / "pretrain.json").read_text())
     assert info["patch_size"] == 1 and info["init_from"] == str(out)
-    assert HunyuanVideoPipeline.from_pretrained(tmp_path / "out_p1").transformer.config.patch_size == 1
+    assert info["train_shift"] == 1.0 and info["sample_shift"] == 3.0
+    warm = HunyuanVideoPipeline.from_pretrained(tmp_path / "out_p1")
+    assert warm.transformer.config.patch_size == 1 and warm.scheduler.config.shift == 3.0
+    assert pipe.scheduler.config.shift == 5.0  # the default stays the shipped scheduler's
+
+
+class _TimeRecorder(torch.nn.Module):
+    """A transformer stand-in that records the timesteps it is called with and predicts zeros."""
+
+    def __init__(self):
+        super().__init__()
+        self.timesteps = []
+
+    def forward(self, hidden_states, timestep, **kwargs):
+        self.timesteps.append(timestep.clone())
+        return (torch.zeros_like(hidden_states),)
+
+
+@pytest.mark.parametrize("shift", [1.0, 5.0])
+def test_flow_loss_draws_time_through_the_training_shift(shift):
+    from fastvideo.shapes.pretrain.video import VideoBundle, flow_loss, video_tokenizers
+
+    tokenizers = video_tokenizers()
+    bundle = VideoBundle(VIDEO_SMOKE, tokenizers)
+    bundle.transformer = _TimeRecorder()
+    x0 = torch.randn(64, 16, 2, 4, 4)
+    loss = flow_loss(bundle, tokenizers, x0, ["a red circle moving right"] * 64, torch.Generator().manual_seed(3),
+                     shift=shift)
+    u = torch.sigmoid(torch.randn(64, generator=torch.Generator().manual_seed(3)))  # logit-normal, then shifted
+    torch.testing.assert_close(bundle.transformer.timesteps[0], 1000 * shift * u / (1 + (shift - 1) * u))
+    noise = torch.randn(x0.shape, generator=_after_time(torch.Generator().manual_seed(3), 64))
+    torch.testing.assert_close(loss, (noise - x0).square().mean())  # zero prediction: |eps - x0|^2
+
+
+def _after_time(generator: torch.Generator, batch: int) -> torch.Generator:
+    torch.randn(batch, generator=generator)
+    return generator
 
 
 def test_repatching_keeps_the_embedding_of_flat_patches_and_averages_the_output():

@@ -169,7 +169,7 @@ def test_first_frame_source_is_wired_unless_a_file_is_configured(monkeypatch):
 def test_configs_and_motion_prompt_file():
     from fastvideo.config import load_config
     from fastvideo.data.prompts import read_prompt_file
-    from fastvideo.shapes.prompt_files import split_texts
+    from fastvideo.shapes.prompt_files import balanced_train_texts
 
     presets = [(f"{name}_{objective}", model, guidance, objective) for objective in ("grpo", "nft")
                for name, model, guidance in [("hunyuan_t2v", "hunyuan", 6.0), ("skyreels_i2v", "skyreels_i2v", 5.0)]]
@@ -187,9 +187,29 @@ def test_configs_and_motion_prompt_file():
         assert (cfg.grpo.group_size, cfg.train.prompts_per_iteration, cfg.train.max_minutes) == (8, 4, 20)
         assert (cfg.grpo.objective, cfg.sampler.sde_type, cfg.grpo.train_cfg_free) == (
             ("nft", "ode", True) if objective == "nft" else ("grpo", "dance", False))
-        assert read_prompt_file(ROOT / cfg.data.prompt_file) == split_texts(0, "motion")["train"]
+        # NFT: the binary reward (the `frames` credit pays blank clips, log row 113), constant groups skipped
+        assert (cfg.rewards.terms[0].kwargs["mode"], cfg.grpo.drop_constant_groups) == (
+            ("binary", True) if objective == "nft" else ("frames", False))
+        assert read_prompt_file(ROOT / cfg.data.prompt_file) == balanced_train_texts(0)
     launcher = (ROOT / "scripts/finetune/finetune_shapes_video_grpo.sh").read_text()
     assert "CONFIG=${CONFIG:-configs/shapes_video/hunyuan_t2v_nft.yaml}" in launcher
+
+
+def test_balanced_motion_prompts_are_train_prompts_half_single(tmp_path):
+    from fastvideo.data.prompts import read_prompt_file
+    from fastvideo.shapes.motion import motion_skill_of
+    from fastvideo.shapes.prompt_files import balanced_train_texts, split_texts, write_prompt_files
+
+    texts, train = balanced_train_texts(0), split_texts(0, "motion")["train"]
+    skills = [motion_skill_of(text) for text in texts]
+    singles = [text for text in train if motion_skill_of(text) == "single"]
+    assert set(texts) <= set(train) and len(set(texts)) == len(texts) == 2 * len(singles)
+    assert skills.count("single") == skills.count("two_objects") and set(singles) <= set(texts)
+    assert balanced_train_texts(1) != texts  # another seed draws other two-object prompts
+    written = write_prompt_files(tmp_path, seed=0, world="motion")
+    for name in ("train", "heldout", "train_balanced"):
+        assert written[name].read_text() == (ROOT / f"assets/shapes_video/prompts/{written[name].name}").read_text()
+    assert read_prompt_file(written["train_balanced"]) == texts
 
 
 # ------------------------------------------------------------------------------------------ smoke runs

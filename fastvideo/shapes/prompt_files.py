@@ -2,10 +2,12 @@
 
     python -m fastvideo.shapes.prompt_files [--world image|motion] [--out_dir DIR] [--seed 0]
 
-writes ``train.txt`` (the GRPO training prompts, ``data.prompt_file`` of configs/shapes/*.yaml, or of
-configs/shapes_video/*.yaml for ``--world motion``) and ``heldout.txt`` (every held-out prompt, for
-reference; the evaluation draws skill-balanced prompts from the same split in code, see
-``fastvideo.shapes.policy_eval``). One prompt per line, in the grammar's order. Default directories:
+writes ``train.txt`` (the GRPO training prompts, ``data.prompt_file`` of configs/shapes/*.yaml) and
+``heldout.txt`` (every held-out prompt, for reference; the evaluation draws skill-balanced prompts from
+the same split in code, see ``fastvideo.shapes.policy_eval``). For ``--world motion`` it also writes
+``train_balanced.txt`` (``data.prompt_file`` of configs/shapes_video/*.yaml): the motion train split is
+98.6% two-object prompts (6096 of 6180) while the evaluation is half single-object, so this file holds
+every single-object train prompt and as many two-object ones, drawn with the seed (``balanced_train_texts``). One prompt per line, in the grammar's order. Default directories:
 assets/shapes/prompts (image grammar, ``grammar.prompt_splits``) and assets/shapes_video/prompts
 (motion grammar, ``motion.motion_prompt_splits``). The shipped files are checked by the tests.
 """
@@ -15,14 +17,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
+
 from fastvideo.shapes.grammar import prompt_splits
-from fastvideo.shapes.motion import motion_prompt_splits
+from fastvideo.shapes.motion import motion_prompt_splits, motion_skill_of
 
 DEFAULT_PROMPT_DIR = Path("assets/shapes/prompts")
 MOTION_PROMPT_DIR = Path("assets/shapes_video/prompts")
 DEFAULT_DIRS = {"image": DEFAULT_PROMPT_DIR, "motion": MOTION_PROMPT_DIR}
 TRAIN_FILE = "train.txt"
 HELDOUT_FILE = "heldout.txt"
+BALANCED_FILE = "train_balanced.txt"
 
 
 def split_texts(seed: int = 0, world: str = "image") -> dict[str, list[str]]:
@@ -32,6 +37,16 @@ def split_texts(seed: int = 0, world: str = "image") -> dict[str, list[str]]:
         raise ValueError(f"unknown world {world!r}; expected one of {list(DEFAULT_DIRS)}")
     train, heldout = (prompt_splits if world == "image" else motion_prompt_splits)(seed)
     return {"train": [p.text for p in train], "heldout": [p.text for p in heldout]}
+
+
+def balanced_train_texts(seed: int = 0) -> list[str]:
+    """Every single-object motion train prompt, then as many two-object ones drawn without replacement by
+    ``default_rng(seed)`` (in the split's order): the skill mix of the evaluation (half single-object)."""
+    train = split_texts(seed, "motion")["train"]
+    singles = [text for text in train if motion_skill_of(text) == "single"]
+    pairs = [text for text in train if motion_skill_of(text) == "two_objects"]
+    chosen = np.sort(np.random.default_rng(seed).choice(len(pairs), size=len(singles), replace=False))
+    return singles + [pairs[i] for i in chosen]
 
 
 def write_prompt_files(out_dir: str | Path | None = None, seed: int = 0,
@@ -44,6 +59,9 @@ def write_prompt_files(out_dir: str | Path | None = None, seed: int = 0,
     for split, name in (("train", TRAIN_FILE), ("heldout", HELDOUT_FILE)):
         paths[split] = out / name
         paths[split].write_text("\n".join(texts[split]) + "\n", encoding="utf-8")
+    if world == "motion":
+        paths["train_balanced"] = out / BALANCED_FILE
+        paths["train_balanced"].write_text("\n".join(balanced_train_texts(seed)) + "\n", encoding="utf-8")
     return paths
 
 

@@ -321,7 +321,9 @@ class GRPOTrainer:
                 self.metrics.log(self.iteration, metrics)
             self.iteration += 1
             bar.update(1)
-            bar.set_postfix(reward=f"{metrics['reward_mean']:.4f}", loss=f"{metrics.get('loss', math.nan):.2e}")
+            loss = metrics.get("loss", math.nan)
+            bar.set_postfix(reward=f"{metrics['reward_mean']:.4f}",
+                            loss=f"{loss:.2e}" if math.isfinite(loss) else "none (no group trained)")
             self._periodic()
             if self._out_of_time(loop_started):
                 logger.info("train.max_minutes=%g reached after iteration %d: stopping",

@@ -4,7 +4,8 @@
 # video -> held-out motion prompts, shapes.motion_verifier). The default preset is the image front door's
 # objective, DiffusionNFT (the loss on the conditional branch, rollouts with real CFG); the *_grpo.yaml
 # configs run DanceGRPO's SDE GRPO. Runs on the CPU (one process) or on every visible GPU (NPROC_PER_NODE
-# overrides). 20-minute budget: ~94 NFT iterations (12.7 s each) or ~63 GRPO iterations (19 s) on 2 CPU cores.
+# overrides). 20-minute budget: ~130 NFT iterations (~9 s each, binary reward, constant groups skipped) or ~63
+# GRPO iterations (19 s) on 2 CPU cores.
 #   text-to-video  (default): configs/shapes_video/hunyuan_t2v_nft.yaml   (assets/shapes_video/hunyuan)
 #   image-to-video:           CONFIG=configs/shapes_video/skyreels_i2v_nft.yaml (assets/shapes_video/skyreels_i2v;
 #                             first frames = ground-truth renders of the prompts, in memory)
@@ -16,5 +17,5 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 CONFIG=${CONFIG:-configs/shapes_video/hunyuan_t2v_nft.yaml}
 [[ -f .venv/bin/activate && -z "${VIRTUAL_ENV:-}" ]] && source .venv/bin/activate
-[[ -f assets/shapes_video/prompts/train.txt ]] || python -m fastvideo.shapes.prompt_files --world motion
+[[ -f assets/shapes_video/prompts/train_balanced.txt ]] || python -m fastvideo.shapes.prompt_files --world motion
 exec scripts/finetune/_launch_shapes.sh "$CONFIG" "${OUTPUT_DIR:-outputs/shapes_video_$(basename "$CONFIG" .yaml)}" "$@"

@@ -191,8 +191,8 @@ def drop_prompts(prompts: list[str], rng: np.random.Generator, probability: floa
     return [prompt if kept else "" for prompt, kept in zip(prompts, keep)]
 
 
-def build_video_scheduler() -> FlowMatchEulerDiscreteScheduler:
-    return FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=VIDEO_SHIFT, use_dynamic_shifting=False)
+def build_video_scheduler(shift: float = VIDEO_SHIFT) -> FlowMatchEulerDiscreteScheduler:
+    return FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=shift, use_dynamic_shifting=False)
 
 
 # --- text, as HunyuanVideoPipeline.encode_prompt computes it -------------------------------------------

@@ -12,7 +12,8 @@
   and concatenated after the noisy latents on the channel axis; embedded guidance ``EMBEDDED_GUIDANCE``
   (1.0). Sampling uses real CFG against the empty prompt (scale 5), so the prompt is replaced by ""
   with probability ``TEXT_DROPOUT`` (0.1); the image conditioning is always kept.
-- Training: ``video.flow_loss`` (rectified flow, logit-normal time with shift 5, target eps - x0) on
+- Training: ``video.flow_loss`` (rectified flow, logit-normal time with shift ``--train_shift``, 5 by
+  default, target eps - x0) on
   posterior samples of fresh ``motion_batch`` renders of TRAIN prompts, at the T2V dir's size and frame
   count (its ``pretrain.json``). VAE and text encoders are frozen; only the transformer trains. State
   ``<work_dir>/i2v/state.pt`` (resumed unless ``--fresh``), snapshots ``<work_dir>/i2v/step_XXXXXX``.
@@ -124,8 +125,9 @@ def load_t2v(t2v_dir: Path) -> tuple[HunyuanVideoPipeline, dict]:
 
 
 def train_i2v(t2v: HunyuanVideoPipeline, options: StageOptions, work_dir: Path, size: int, num_frames: int,
-              device: str = "cpu", text_dropout: float = TEXT_DROPOUT) -> I2VBundle:
-    """Train (or resume) the I2V transformer from the T2V one; writes snapshots; returns the EMA bundle."""
+              device: str = "cpu", text_dropout: float = TEXT_DROPOUT, shift: float = VIDEO_SHIFT) -> I2VBundle:
+    """Train (or resume) the I2V transformer from the T2V one; writes snapshots; returns the EMA bundle.
+    ``shift``: of the training time distribution (``video.flow_loss``)."""
     torch.manual_seed(options.seed)
     bundle = I2VBundle(expand_input_channels(t2v.transformer.float()), t2v.text_encoder, t2v.text_encoder_2)
     bundle = bundle.to(device).train()
@@ -142,7 +144,8 @@ def train_i2v(t2v: HunyuanVideoPipeline, options: StageOptions, work_dir: Path, 
             x0 = vae.encode(videos).latent_dist.sample(generator) * vae.config.scaling_factor
             condition = pad_image_latents(first_frame_latents(vae, videos), x0.shape[2])
         texts = drop_prompts(prompts, step_rng(options.seed, step, purpose=4), text_dropout)
-        loss = flow_loss(bundle, tokenizers, x0, texts, generator, condition=condition, guidance=EMBEDDED_GUIDANCE)
+        loss = flow_loss(bundle, tokenizers, x0, texts, generator, condition=condition, guidance=EMBEDDED_GUIDANCE,
+                         shift=shift)
         grad_norm = finish_step(step, loss, bundle, optimizer, ema, options, state_path,
                                 snapshot=lambda done: save_i2v_pipeline(
                                     ema.averaged_copy(bundle), vae, tokenizers,
@@ -242,7 +245,7 @@ def write_output(bundle: I2VBundle, t2v: HunyuanVideoPipeline, t2v_info: dict, o
                         "first_frame_latents": "posterior mode x scaling_factor"},
             "t2v_dir": str(args.t2v_dir), "seed": options.seed, "steps": options.steps,
             "batch_size": options.batch_size, "lr": options.lr, "text_dropout": args.text_dropout,
-            "t2v_pretrain": t2v_info}
+            "train_shift": args.train_shift, "t2v_pretrain": t2v_info}
     (output_dir / "pretrain.json").write_text(json.dumps(info, indent=2))
 
 
@@ -257,7 +260,7 @@ def run_train(args: argparse.Namespace) -> None:
     t2v, t2v_info = load_t2v(t2v_dir)
     sampling = t2v_info["sampling"]
     bundle = train_i2v(t2v, options, work_dir, sampling["height"], sampling["num_frames"], args.device,
-                       args.text_dropout)
+                       args.text_dropout, args.train_shift)
     write_output(bundle, t2v, t2v_info, options, args)
 
 
@@ -285,6 +288,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--checkpoint_every", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--text_dropout", type=float, default=TEXT_DROPOUT)
+    parser.add_argument("--train_shift", type=float, default=VIDEO_SHIFT,
+                        help="shift of the training time distribution (lower: more steps at low noise)")
     parser.add_argument("--cfg_scale", type=float, default=CFG_SCALE, help="real CFG scale recorded / evaluated")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     parser.add_argument("--device", default="cpu")
