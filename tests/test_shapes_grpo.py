@@ -97,6 +97,27 @@ def test_evaluator_flags_wrong_images():
     assert result.summary["overall"]["acc"] < 0.5
 
 
+def test_evaluation_samples_with_the_trainers_evaluation_steps():
+    """``sampler.eval_num_steps`` (rollouts with fewer steps than the evaluation) reaches the held-out evaluation."""
+    from types import SimpleNamespace
+
+    from fastvideo.distributed import DistEnv
+    from fastvideo.shapes.train_shapes import evaluate
+
+    class CountingStub(RenderingStub):
+        calls = 0
+
+        def predict(self, latents, timestep, cond):
+            CountingStub.calls += 1
+            return super().predict(latents, timestep, cond)
+
+    trainer = SimpleNamespace(adapter=CountingStub(), sampler=flow_sampler(3), eval_sampler=flow_sampler(5),
+                              env=DistEnv(), cfg=SimpleNamespace(train=SimpleNamespace(mixed_precision="fp32"),
+                                                                 logging=SimpleNamespace(progress_bar=False)))
+    result = evaluate(trainer, EvalSettings(num_prompts=8, batch_size=8), "base")
+    assert CountingStub.calls == 5 and result.summary["overall"]["acc"] == 1.0
+
+
 def test_evaluation_split_over_ranks_matches_one_rank(monkeypatch):
     """Two simulated ranks (their gathers replayed) give the records and grid of a single rank."""
     from fastvideo.distributed import DistEnv

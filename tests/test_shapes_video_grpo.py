@@ -151,6 +151,17 @@ def test_evaluation_first_frames_are_a_fresh_ground_truth_scene_per_index():
     assert eval_first_frames(SimpleNamespace(), 1234) is None  # text-to-video
 
 
+def test_fresh_first_frames_draw_a_new_ground_truth_scene_per_call_shared_within_it():
+    prompts = ["a red circle moving right", "a red circle moving right", "a blue square moving up"]
+    source = MotionFirstFrames(SIZE, fresh=True, draws=5)
+    first, second = source(prompts), source(prompts[:1])
+    assert source.draws == 7 and torch.equal(first[0], first[1]) and not torch.equal(first[0], second[0])
+    for frame, draw in ((first[0], 5), (second[0], 6)):
+        rng = np.random.default_rng([first_frame_seed(prompts[0]), draw])
+        assert torch.equal(frame, torch.from_numpy(render_video(prompts[0], rng, SIZE, 9)[0]))
+    assert torch.equal(MotionFirstFrames(SIZE, fresh=True, draws=6)(prompts[:1]), second)  # a resumed run
+
+
 def test_first_frame_source_is_wired_unless_a_file_is_configured(monkeypatch):
     from fastvideo.models.skyreels_i2v import FIRST_FRAME_ENV
 
@@ -158,6 +169,9 @@ def test_first_frame_source_is_wired_unless_a_file_is_configured(monkeypatch):
     adapter = SimpleNamespace(model_cfg=SimpleNamespace(height=SIZE, width=SIZE, first_frame_file=None))
     adapter.set_first_frame_source = lambda fn: setattr(adapter, "source", fn)
     assert use_motion_first_frames(adapter) and isinstance(adapter.source, MotionFirstFrames)
+    assert not adapter.source.fresh
+    adapter.model_cfg.first_frame_scenes = "per_iteration"
+    assert use_motion_first_frames(adapter, iteration=3) and adapter.source.fresh and adapter.source.draws == 3
     assert not use_motion_first_frames(SimpleNamespace(model_cfg=adapter.model_cfg))  # a T2V adapter
     adapter.model_cfg.first_frame_file, adapter.source = "frames.json", None
     assert not use_motion_first_frames(adapter) and adapter.source is None

@@ -20,7 +20,7 @@ from fastvideo.grpo.plan import ODE_SOLVERS
 from fastvideo.grpo.sampler import deterministic_rollout
 from fastvideo.grpo.sde import SDE_TYPES
 from fastvideo.grpo.window import STRATEGIES as WINDOW_STRATEGIES
-from fastvideo.models.base import DTYPES
+from fastvideo.models.base import DTYPES, FIRST_FRAME_SCENES
 from fastvideo.rewards.reward_set import AGGREGATIONS, NAN_POLICIES
 
 
@@ -36,6 +36,7 @@ def _raise_problems(problems: list[str], source: str) -> None:
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "model.dtype": DTYPES,
+    "model.first_frame_scenes": FIRST_FRAME_SCENES,
     "sampler.sde_type": SDE_TYPES,
     "sampler.window_strategy": WINDOW_STRATEGIES,
     "sampler.ode_solver": ODE_SOLVERS,

@@ -55,6 +55,10 @@ class ModelConfig:
     """Activation checkpointing of every transformer block during training."""
     first_frame_file: str | None = None
     """Image-to-video: JSON or CSV of (prompt, image path) pairs giving each prompt's first frame."""
+    first_frame_scenes: str = "per_prompt"
+    """Image-to-video with a source that draws scenes (the shapes world's rendered first frames): ``per_prompt``
+    gives a prompt the same first frame in every rollout; ``per_iteration`` draws a fresh scene for each prompt
+    every iteration (the samples of a group share it), as the evaluation draws one per index."""
     max_sequence_length: int = 0
     """HunyuanVideo / SkyReels I2V: Llama text tokens per prompt after the template (the stock pipelines'
     ``max_sequence_length``); 0 = their default 256. Padding tokens are masked out but still cost attention: the

@@ -33,6 +33,8 @@ Cond = dict[str, Tensor]
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 DTYPES = ("auto", *_DTYPES)
 """Names ``resolve_dtype`` accepts (``model.dtype``, the inference ``--dtype`` flag)."""
+FIRST_FRAME_SCENES = ("per_prompt", "per_iteration")
+"""``model.first_frame_scenes``: how often an image-to-video frame source that draws scenes draws a new one."""
 
 
 class ModelNotFoundError(FileNotFoundError, UserError):

@@ -4,8 +4,9 @@ An image-to-video policy (``skyreels_i2v``) continues a given first frame. In th
 that frame is the first frame of a *ground-truth* clip of the prompt: ``motion_render`` samples a
 scene (trajectories satisfying the prompt) from ``default_rng(prompt_seed(prompt, seed))`` and the
 frame shows every object at its start position. The seed depends only on the prompt (and ``seed``),
-so a prompt always gets the same frame: in every GRPO rollout, on every rank, and in the base and
-final evaluations. Nothing is written to disk.
+so a prompt always gets the same frame: in every GRPO rollout and on every rank. With
+``model.first_frame_scenes: per_iteration`` the rollouts draw a fresh scene per prompt and iteration instead
+(the samples of a group share it). Nothing is written to disk.
 
     adapter.set_first_frame_source(MotionFirstFrames(size=32))      # or use_motion_first_frames(adapter)
 
@@ -71,19 +72,31 @@ def eval_first_frames(adapter, seed: int):
 
 
 class MotionFirstFrames:
-    """``fn(prompts) -> (B, 3, size, size)`` in [0, 1]: the ground-truth first frame of each prompt."""
+    """``fn(prompts) -> (B, 3, size, size)`` in [0, 1]: the ground-truth first frame of each prompt.
 
-    def __init__(self, size: int, seed: int = FIRST_FRAME_SEED):
-        self.size, self.seed = check_video_size(size), seed
+    ``fresh=False``: every call renders the prompt's own scene (``render_first_frame``). ``fresh=True``: call k
+    (counted from ``draws``) renders it from rng ``default_rng([first_frame_seed(prompt, seed), k])``, a new scene
+    per call that every copy of the prompt within the call shares. The trainer encodes the iteration's prompts
+    once (one call per iteration), so ``draws = trainer.iteration`` keeps a resumed run on the same scenes."""
+
+    def __init__(self, size: int, seed: int = FIRST_FRAME_SEED, *, fresh: bool = False, draws: int = 0):
+        self.size, self.seed, self.fresh, self.draws = check_video_size(size), seed, fresh, draws
 
     def __call__(self, prompts: list[str]) -> torch.Tensor:
-        frames = [render_first_frame(prompt, self.size, self.seed) for prompt in prompts]
+        if self.fresh:
+            frames = [scene_first_frame(p, np.random.default_rng([first_frame_seed(p, self.seed), self.draws]),
+                                        self.size) for p in prompts]
+            self.draws += 1
+        else:
+            frames = [render_first_frame(prompt, self.size, self.seed) for prompt in prompts]
         return torch.from_numpy(np.stack(frames)).reshape(len(frames), 3, self.size, self.size)
 
 
-def use_motion_first_frames(adapter, seed: int = FIRST_FRAME_SEED) -> bool:
+def use_motion_first_frames(adapter, seed: int = FIRST_FRAME_SEED, iteration: int = 0) -> bool:
     """Give an image-to-video adapter the rendered first frames, unless a first-frame file is configured
-    (``model.first_frame_file`` or its environment variable). Returns whether the source was set."""
+    (``model.first_frame_file`` or its environment variable): one scene per prompt, or with
+    ``model.first_frame_scenes: per_iteration`` a fresh one per prompt and iteration, counted from ``iteration``
+    (a resumed run's). Returns whether the source was set."""
     if not hasattr(adapter, "set_first_frame_source"):
         return False
     from fastvideo.models.skyreels_i2v import FIRST_FRAME_ENV
@@ -91,7 +104,9 @@ def use_motion_first_frames(adapter, seed: int = FIRST_FRAME_SEED) -> bool:
     model_cfg = adapter.model_cfg
     if getattr(model_cfg, "first_frame_file", None) or os.environ.get(FIRST_FRAME_ENV):
         return False
-    adapter.set_first_frame_source(MotionFirstFrames(max(int(model_cfg.height), int(model_cfg.width)), seed))
+    fresh = getattr(model_cfg, "first_frame_scenes", "per_prompt") == "per_iteration"
+    adapter.set_first_frame_source(MotionFirstFrames(max(int(model_cfg.height), int(model_cfg.width)), seed,
+                                                     fresh=fresh, draws=iteration))
     return True
 
 

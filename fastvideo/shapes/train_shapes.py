@@ -88,13 +88,14 @@ def _json_safe(value):
 
 
 def evaluate(trainer, settings, name: str, *, use_ema: bool = False, world=None):
-    """Evaluate the trainer's current policy (or its EMA weights) on the held-out prompts."""
+    """Evaluate the trainer's current policy (or its EMA weights) on the held-out prompts, with the trainer's
+    evaluation sampler (``sampler.eval_num_steps`` steps; 0 = the rollouts' ``num_steps``)."""
     from fastvideo.shapes.policy_eval import evaluate_policy
 
     if use_ema:
         trainer.ema.swap(trainer.model)
     try:
-        return evaluate_policy(trainer.adapter, trainer.sampler, trainer.env, settings,
+        return evaluate_policy(trainer.adapter, trainer.eval_sampler, trainer.env, settings,
                                mixed_precision=trainer.cfg.train.mixed_precision, desc=f"eval {name}",
                                progress_bar=trainer.cfg.logging.progress_bar, world=world)
     finally:
@@ -167,7 +168,7 @@ def prepare_world(trainer, settings):
     from fastvideo.shapes.policy_eval import world_of
 
     world = world_of(settings, trainer.adapter)
-    if world.name == "motion" and use_motion_first_frames(trainer.adapter):
+    if world.name == "motion" and use_motion_first_frames(trainer.adapter, iteration=trainer.iteration):
         logger.info("first frames: ground-truth renders of the prompts (fastvideo.shapes.motion_frames)")
     return world, settings.resolved(world)
 
