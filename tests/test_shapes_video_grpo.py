@@ -265,7 +265,7 @@ def check_video_artefacts(run_dir: Path) -> dict:
         assert summary[policy]["overall"]["n"] == 4
     assert set(summary["gain"]["final"]["per_skill"]) == set(MOTION_SKILLS)
     assert summary["eval"]["world"] == "motion" and len(summary["grid_prompts"]) == 2
-    check_video_figure(run_dir / "before_after.png", rows=2, columns=2)
+    check_video_figure(run_dir / "before_after.png", rows=2 + bool(summary.get("final_ema")), columns=2)  # + EMA row
     assert len((run_dir / "eval_final.jsonl").read_text().splitlines()) == 4
     return summary
 
