@@ -336,7 +336,7 @@ def test_resumed_run_reads_the_base_evaluation_back(tmp_path):
     settings = EvalSettings(num_prompts=6, batch_size=6, grid_per_skill=1)
     cfg = SimpleNamespace(train=SimpleNamespace(mixed_precision="fp32"), logging=SimpleNamespace(progress_bar=False))
     trainer = SimpleNamespace(iteration=0, run_dir=tmp_path, env=DistEnv(), cfg=cfg, adapter=RenderingStub(),
-                              sampler=flow_sampler())
+                              eval_sampler=flow_sampler())
     fresh = base_evaluation(trainer, settings)
     trainer.iteration, trainer.adapter = 5, None  # a resumed trainer: the adapter must not be used
     again = base_evaluation(trainer, settings)
