@@ -286,7 +286,8 @@ def test_choices_are_the_tuples_of_the_implementing_code():
     from fastvideo.rewards.reward_set import AGGREGATIONS, NAN_POLICIES
 
     expected = {
-        "model.dtype": DTYPES, "model.first_frame_scenes": FIRST_FRAME_SCENES, "sampler.sde_type": SDE_TYPES, "sampler.window_strategy": STRATEGIES,
+        "model.dtype": DTYPES, "model.first_frame_scenes": FIRST_FRAME_SCENES, "sampler.sde_type": SDE_TYPES,
+        "sampler.window_strategy": STRATEGIES,
         "sampler.ode_solver": ODE_SOLVERS, "grpo.advantage_scope": ADVANTAGE_SCOPES, "grpo.objective": OBJECTIVES,
         "rewards.aggregation": AGGREGATIONS, "rewards.nan_policy": NAN_POLICIES,
         "train.mixed_precision": MIXED_PRECISIONS,

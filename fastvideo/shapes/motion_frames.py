@@ -82,13 +82,14 @@ class MotionFirstFrames:
     def __init__(self, size: int, seed: int = FIRST_FRAME_SEED, *, fresh: bool = False, draws: int = 0):
         self.size, self.seed, self.fresh, self.draws = check_video_size(size), seed, fresh, draws
 
+    def scene_rng(self, prompt: str) -> np.random.Generator:
+        """The rng of ``prompt``'s scene in this call: its own seed, plus the call count when ``fresh``."""
+        seed = first_frame_seed(prompt, self.seed)
+        return np.random.default_rng([seed, self.draws] if self.fresh else seed)
+
     def __call__(self, prompts: list[str]) -> torch.Tensor:
-        if self.fresh:
-            frames = [scene_first_frame(p, np.random.default_rng([first_frame_seed(p, self.seed), self.draws]),
-                                        self.size) for p in prompts]
-            self.draws += 1
-        else:
-            frames = [render_first_frame(prompt, self.size, self.seed) for prompt in prompts]
+        frames = [scene_first_frame(prompt, self.scene_rng(prompt), self.size) for prompt in prompts]
+        self.draws += int(self.fresh)  # a fixed scene per prompt needs no count
         return torch.from_numpy(np.stack(frames)).reshape(len(frames), 3, self.size, self.size)
 
 
