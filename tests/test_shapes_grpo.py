@@ -4,6 +4,7 @@ files, configs and the verifier's speck pre-filter on noisy images."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -159,6 +160,28 @@ def test_paired_gain_and_summary_keys():
     assert gain["per_skill"]["single"]["mean_score"] == pytest.approx(0.5)
     with pytest.raises(ValueError):
         shapes_eval.paired_gain(base, [dict(r, text="other") for r in final])
+    # one sample per prompt: the prompt-clustered s.e. equals the per-sample one
+    assert gain["overall"]["se_prompt"] == pytest.approx(gain["overall"]["se"])
+    assert gain["overall"]["prompts"] == 4
+
+
+def test_paired_gain_clusters_the_error_by_prompt():
+    """Two prompts of two samples each, the gain made on one prompt: residuals sum to +1 and -1 per prompt,
+    so se_prompt = sqrt(2 / 1 * (1 + 1)) / 4 = 0.5 against the per-sample std([1, 1, 0, 0]) / 2 = 0.289."""
+    base = [{"text": f"p{i // 2}", "skill": "single", "score": 0.0, "correct": 0.0, "num_detected": 1}
+            for i in range(4)]
+    final = [dict(r, correct=float(i < 2)) for i, r in enumerate(base)]
+    gain = shapes_eval.paired_gain(base, final)["overall"]
+    assert (gain["acc"], gain["prompts"], gain["n"]) == (0.5, 2, 4)
+    assert gain["se"] == pytest.approx(np.std([1, 1, 0, 0], ddof=1) / 2)
+    assert gain["se_prompt"] == pytest.approx(0.5)
+    one_prompt = [dict(r, text="p") for r in base]
+    assert math.isnan(shapes_eval.paired_gain(one_prompt, [dict(r, text="p") for r in final])["overall"]["se_prompt"])
+    summary = {"base": {"overall": {"acc": 0.0, "se": 0.0, "mean_score": 0.0, "no_shape_frac": 0.0},
+                        "per_skill": {}},
+               "gain": {"final": {"overall": gain, "per_skill": {}}}}
+    text = shapes_eval.format_comparison(summary)
+    assert "+0.500 ± 0.289; ± 0.500 over 2 prompts, 4 samples" in text
 
 
 def test_split_eval_args_separates_evaluation_flags():
@@ -241,6 +264,28 @@ def test_shipped_prompt_files_match_the_grammar_split(tmp_path):
     assert read_prompt_file(ROOT / "assets/shapes/prompts/heldout.txt") == texts["heldout"]
     written = write_prompt_files(tmp_path, seed=0)
     assert written["train"].read_text() == (ROOT / "assets/shapes/prompts/train.txt").read_text()
+    assert written["train_balanced"].read_text() == (ROOT / "assets/shapes/prompts/train_balanced.txt").read_text()
+
+
+def test_balanced_image_prompts_are_train_prompts_in_the_evaluations_skill_mix():
+    from collections import Counter
+
+    from fastvideo.shapes.grammar import prompt_splits
+    from fastvideo.shapes.prompt_files import balanced_image_texts, split_texts
+
+    texts, train = balanced_image_texts(0), split_texts(0)["train"]
+    assert set(texts) <= set(train) and len(set(texts)) == len(texts)
+    skill_of = {p.text: p.skill for p in prompt_splits(0)[0]}
+    for skill in ("counting", "position"):  # each skill's prompts keep the split's order
+        assert [t for t in texts if skill_of[t] == skill] == [t for t in train if t in texts and skill_of[t] == skill]
+    assert Counter(skill_of[t] for t in texts) == {"single": 18, "counting": 64, "two_objects": 64,
+                                                   "color_binding": 64, "position": 64}
+    assert balanced_image_texts(1) != texts and len(balanced_image_texts(0, per_skill=10)) == 5 * 10
+    from fastvideo.config import load_config
+    from fastvideo.data.prompts import read_prompt_file
+
+    front_door = load_config(ROOT / "configs/shapes/flux_nft.yaml")  # the launcher's default preset
+    assert read_prompt_file(ROOT / front_door.data.prompt_file) == texts
 
 
 SHAPES_PRESETS = [("flux_grpo", "flux"), ("sd_grpo", "sd"), ("flux_grpo_mixgrpo", "flux"),

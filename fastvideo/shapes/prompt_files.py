@@ -4,10 +4,11 @@
 
 writes ``train.txt`` (the GRPO training prompts, ``data.prompt_file`` of configs/shapes/*.yaml) and
 ``heldout.txt`` (every held-out prompt, for reference; the evaluation draws skill-balanced prompts from
-the same split in code, see ``fastvideo.shapes.policy_eval``). For ``--world motion`` it also writes
-``train_balanced.txt`` (``data.prompt_file`` of configs/shapes_video/*.yaml): the motion train split is
-98.6% two-object prompts (6096 of 6180) while the evaluation is half single-object, so this file holds
-every single-object train prompt and as many two-object ones, drawn with the seed (``balanced_train_texts``). One prompt per line, in the grammar's order. Default directories:
+the same split in code, see ``fastvideo.shapes.policy_eval``) and ``train_balanced.txt``, the training prompts
+in the evaluation's skill mix. Motion (``data.prompt_file`` of configs/shapes_video/*.yaml): the train split is
+98.6% two-object prompts (6096 of 6180) while the evaluation is half single-object, so the file holds every
+single-object train prompt and as many two-object ones, drawn with the seed (``balanced_train_texts``). Image
+(``balanced_image_texts``): up to 64 train prompts of each skill, where ``train.txt`` is 75% position prompts. One prompt per line, in the grammar's order. Default directories:
 assets/shapes/prompts (image grammar, ``grammar.prompt_splits``) and assets/shapes_video/prompts
 (motion grammar, ``motion.motion_prompt_splits``). The shipped files are checked by the tests.
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fastvideo.shapes.grammar import prompt_splits
+from fastvideo.shapes.grammar import SKILLS, prompt_splits
 from fastvideo.shapes.motion import motion_prompt_splits, motion_skill_of
 
 DEFAULT_PROMPT_DIR = Path("assets/shapes/prompts")
@@ -49,6 +50,25 @@ def balanced_train_texts(seed: int = 0) -> list[str]:
     return singles + [pairs[i] for i in chosen]
 
 
+IMAGE_PROMPTS_PER_SKILL = 64
+"""Train prompts per skill in the image world's ``train_balanced.txt``: the smallest multi-object skill of the
+train split (counting, 64); single has 18, position 912."""
+
+
+def balanced_image_texts(seed: int = 0, per_skill: int = IMAGE_PROMPTS_PER_SKILL) -> list[str]:
+    """Up to ``per_skill`` image train prompts of every skill (``grammar.SKILLS`` order), each skill's drawn without
+    replacement by one ``default_rng(seed)`` and kept in the split's order: the evaluation's skill mix, where
+    ``train.txt`` is 75% position prompts (912 of 1222) and 11% colour binding (log row 128)."""
+    train, _ = prompt_splits(seed)
+    rng = np.random.default_rng(seed)
+    out: list[str] = []
+    for skill in SKILLS:
+        texts = [p.text for p in train if p.skill == skill]
+        chosen = np.sort(rng.choice(len(texts), size=min(len(texts), per_skill), replace=False))
+        out += [texts[i] for i in chosen]
+    return out
+
+
 def write_prompt_files(out_dir: str | Path | None = None, seed: int = 0,
                        world: str = "image") -> dict[str, Path]:
     """Write ``train.txt`` and ``heldout.txt`` into ``out_dir`` (default: the world's); return their paths."""
@@ -59,9 +79,9 @@ def write_prompt_files(out_dir: str | Path | None = None, seed: int = 0,
     for split, name in (("train", TRAIN_FILE), ("heldout", HELDOUT_FILE)):
         paths[split] = out / name
         paths[split].write_text("\n".join(texts[split]) + "\n", encoding="utf-8")
-    if world == "motion":
-        paths["train_balanced"] = out / BALANCED_FILE
-        paths["train_balanced"].write_text("\n".join(balanced_train_texts(seed)) + "\n", encoding="utf-8")
+    balanced = balanced_train_texts(seed) if world == "motion" else balanced_image_texts(seed)
+    paths["train_balanced"] = out / BALANCED_FILE
+    paths["train_balanced"].write_text("\n".join(balanced) + "\n", encoding="utf-8")
     return paths
 
 
