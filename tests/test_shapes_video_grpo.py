@@ -183,7 +183,7 @@ def test_first_frame_source_is_wired_unless_a_file_is_configured(monkeypatch):
 def test_configs_and_motion_prompt_file():
     from fastvideo.config import load_config
     from fastvideo.data.prompts import read_prompt_file
-    from fastvideo.shapes.prompt_files import balanced_train_texts
+    from fastvideo.shapes.prompt_files import balanced_train_texts, single_train_texts
 
     presets = [(f"{name}_{objective}", model, guidance, objective) for objective in ("grpo", "nft")
                for name, model, guidance in [("hunyuan_t2v", "hunyuan", 6.0), ("skyreels_i2v", "skyreels_i2v", 5.0)]]
@@ -204,7 +204,9 @@ def test_configs_and_motion_prompt_file():
         # NFT: the binary reward (the `frames` credit pays blank clips, log row 113), constant groups skipped
         assert (cfg.rewards.terms[0].kwargs["mode"], cfg.grpo.drop_constant_groups) == (
             ("binary", True) if objective == "nft" else ("frames", False))
-        assert read_prompt_file(ROOT / cfg.data.prompt_file) == balanced_train_texts(0)
+        # T2V NFT trains on single-object prompts only (log rows 129-130), the others on the balanced file
+        expected = single_train_texts(0) if name == "hunyuan_t2v_nft" else balanced_train_texts(0)
+        assert read_prompt_file(ROOT / cfg.data.prompt_file) == expected
     launcher = (ROOT / "scripts/finetune/finetune_shapes_video_grpo.sh").read_text()
     assert "CONFIG=${CONFIG:-configs/shapes_video/hunyuan_t2v_nft.yaml}" in launcher
 
@@ -221,9 +223,10 @@ def test_balanced_motion_prompts_are_train_prompts_half_single(tmp_path):
     assert skills.count("single") == skills.count("two_objects") and set(singles) <= set(texts)
     assert balanced_train_texts(1) != texts  # another seed draws other two-object prompts
     written = write_prompt_files(tmp_path, seed=0, world="motion")
-    for name in ("train", "heldout", "train_balanced"):
+    for name in ("train", "heldout", "train_balanced", "train_single"):
         assert written[name].read_text() == (ROOT / f"assets/shapes_video/prompts/{written[name].name}").read_text()
     assert read_prompt_file(written["train_balanced"]) == texts
+    assert read_prompt_file(written["train_single"]) == singles and len(singles) == 84
 
 
 # ------------------------------------------------------------------------------------------ smoke runs
