@@ -201,9 +201,8 @@ def test_configs_and_motion_prompt_file():
         assert (cfg.grpo.group_size, cfg.train.prompts_per_iteration, cfg.train.max_minutes) == (8, 4, 20)
         assert (cfg.grpo.objective, cfg.sampler.sde_type, cfg.grpo.train_cfg_free) == (
             ("nft", "ode", True) if objective == "nft" else ("grpo", "dance", False))
-        # NFT: the binary reward (the `frames` credit pays blank clips, log row 113), constant groups skipped
-        assert (cfg.rewards.terms[0].kwargs["mode"], cfg.grpo.drop_constant_groups) == (
-            ("binary", True) if objective == "nft" else ("frames", False))
+        # the binary reward (the `frames` credit pays blank clips, log row 113), constant groups skipped
+        assert (cfg.rewards.terms[0].kwargs["mode"], cfg.grpo.drop_constant_groups) == ("binary", True)
         # T2V NFT trains on single-object prompts only (log rows 129-130), the others on the balanced file
         expected = single_train_texts(0) if name == "hunyuan_t2v_nft" else balanced_train_texts(0)
         assert read_prompt_file(ROOT / cfg.data.prompt_file) == expected
