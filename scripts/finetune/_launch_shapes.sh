@@ -13,7 +13,7 @@ fi
 NPROC_PER_NODE=${NPROC_PER_NODE:-$GPU_NUM}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( $(nproc) / NPROC_PER_NODE > 0 ? $(nproc) / NPROC_PER_NODE : 1 ))}
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1} TRANSFORMERS_OFFLINE=${TRANSFORMERS_OFFLINE:-1}
-[[ -f assets/shapes/prompts/train.txt ]] || python -m fastvideo.shapes.prompt_files
+[[ -f assets/shapes/prompts/train.txt && -f assets/shapes/prompts/train_balanced.txt ]] || python -m fastvideo.shapes.prompt_files
 exec torchrun --nnodes="${NNODES:-1}" --node_rank="${NODE_RANK:-0}" --nproc_per_node="$NPROC_PER_NODE" \
     --master_addr="${MASTER_ADDR:-127.0.0.1}" --master_port="${MASTER_PORT:-29500}" \
     -m fastvideo.shapes.train_shapes --config "$CONFIG" --output_dir "$OUTPUT_DIR" "$@"

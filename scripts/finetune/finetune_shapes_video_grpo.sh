@@ -17,5 +17,5 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 CONFIG=${CONFIG:-configs/shapes_video/hunyuan_t2v_nft.yaml}
 [[ -f .venv/bin/activate && -z "${VIRTUAL_ENV:-}" ]] && source .venv/bin/activate
-[[ -f assets/shapes_video/prompts/train_balanced.txt ]] || python -m fastvideo.shapes.prompt_files --world motion
+[[ -f assets/shapes_video/prompts/train_balanced.txt && -f assets/shapes_video/prompts/train_single.txt ]] || python -m fastvideo.shapes.prompt_files --world motion
 exec scripts/finetune/_launch_shapes.sh "$CONFIG" "${OUTPUT_DIR:-outputs/shapes_video_$(basename "$CONFIG" .yaml)}" "$@"
