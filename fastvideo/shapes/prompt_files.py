@@ -45,9 +45,8 @@ def split_texts(seed: int = 0, world: str = "image") -> dict[str, list[str]]:
 def balanced_train_texts(seed: int = 0) -> list[str]:
     """Every single-object motion train prompt, then as many two-object ones drawn without replacement by
     ``default_rng(seed)`` (in the split's order): the skill mix of the evaluation (half single-object)."""
-    train = split_texts(seed, "motion")["train"]
-    singles = [text for text in train if motion_skill_of(text) == "single"]
-    pairs = [text for text in train if motion_skill_of(text) == "two_objects"]
+    singles = single_train_texts(seed)
+    pairs = [text for text in split_texts(seed, "motion")["train"] if motion_skill_of(text) == "two_objects"]
     chosen = np.sort(np.random.default_rng(seed).choice(len(pairs), size=len(singles), replace=False))
     return singles + [pairs[i] for i in chosen]
 
@@ -80,20 +79,21 @@ def balanced_image_texts(seed: int = 0, per_skill: int = IMAGE_PROMPTS_PER_SKILL
 
 def write_prompt_files(out_dir: str | Path | None = None, seed: int = 0,
                        world: str = "image") -> dict[str, Path]:
-    """Write ``train.txt`` and ``heldout.txt`` into ``out_dir`` (default: the world's); return their paths."""
+    """Write the world's prompt files (module docstring) into ``out_dir`` (default: the world's); return
+    {"train", "heldout", "train_balanced"[, "train_single"]: path}."""
     out = Path(out_dir) if out_dir is not None else DEFAULT_DIRS[world]
     out.mkdir(parents=True, exist_ok=True)
     texts = split_texts(seed, world)
-    paths = {}
-    for split, name in (("train", TRAIN_FILE), ("heldout", HELDOUT_FILE)):
-        paths[split] = out / name
-        paths[split].write_text("\n".join(texts[split]) + "\n", encoding="utf-8")
-    balanced = balanced_train_texts(seed) if world == "motion" else balanced_image_texts(seed)
-    paths["train_balanced"] = out / BALANCED_FILE
-    paths["train_balanced"].write_text("\n".join(balanced) + "\n", encoding="utf-8")
+    files = {"train": (TRAIN_FILE, texts["train"]), "heldout": (HELDOUT_FILE, texts["heldout"])}
     if world == "motion":
-        paths["train_single"] = out / SINGLE_FILE
-        paths["train_single"].write_text("\n".join(single_train_texts(seed)) + "\n", encoding="utf-8")
+        files["train_balanced"] = (BALANCED_FILE, balanced_train_texts(seed))
+        files["train_single"] = (SINGLE_FILE, single_train_texts(seed))
+    else:
+        files["train_balanced"] = (BALANCED_FILE, balanced_image_texts(seed))
+    paths = {}
+    for key, (name, lines) in files.items():
+        paths[key] = out / name
+        paths[key].write_text("\n".join(lines) + "\n", encoding="utf-8")
     return paths
 
 
