@@ -4,7 +4,7 @@
   which this process is rank 0 (collectives are no-ops), so FSDP2 shards exactly as on N GPUs.
 - ``fake_tensors()``: inside, every new tensor is a ``FakeTensor`` (shapes, dtypes and strides are
   propagated through the real kernels' meta functions; nothing is allocated).
-- ``build_component``: the ``component_builder`` of ``fastvideo.models.base``: a diffusers or
+- ``build_component``: the ``component_builder`` of ``fastvideo.models.sources``: a diffusers or
   transformers model is built from its directory's ``config.json`` (on fake tensors inside the world),
   a scheduler is the real one, a tokenizer is a ``StandInTokenizer`` with the directory's
   ``model_max_length`` (tokenizer files are large and tokenization does not change any shape that

@@ -189,7 +189,7 @@ def dry_run(cfg: Any, world_size: int = 1, gpu_memory_gb: float = 80.0, device_t
     """Build and run one iteration of ``cfg`` on fake tensors; see the module docstring. ``memory=False`` skips
     the trackers (about 3x faster): shapes, parameters, the FSDP plan and the launch plan only."""
     from fastvideo.models import build_adapter
-    from fastvideo.models.base import component_builder
+    from fastvideo.models.sources import component_builder
 
     started = time.perf_counter()
     cfg = target_config(cfg, device_type)

@@ -144,7 +144,7 @@ class IterationPieces:
         then stand fake tensors of the same shapes in; the empty prompt (CFG) through ``load_cache_extras``."""
         from fastvideo.dryrun.fake import build_probe_component
         from fastvideo.models import build_adapter
-        from fastvideo.models.base import component_builder
+        from fastvideo.models.sources import component_builder
 
         with real_tensors(), component_builder(build_probe_component), torch.no_grad():
             probe = build_adapter(self.cfg.model, "cpu")

@@ -9,15 +9,9 @@ from __future__ import annotations
 
 # each adapter file registers itself ("flux", "sd", "hunyuan", "skyreels_i2v", "sd3", "wan", "qwen_image")
 from fastvideo.models import flux, hunyuan, qwen_image, sd, sd3, skyreels_i2v, wan  # noqa: E402, F401
-from fastvideo.models.base import (
-    Cond,
-    ModelAdapter,
-    ModelNotFoundError,
-    cat_cond,
-    repeat_cond,
-    select_cond,
-)
+from fastvideo.models.base import Cond, ModelAdapter, cat_cond, repeat_cond, select_cond
 from fastvideo.models.registry import available_adapters, build_adapter, register_adapter  # noqa: E402
+from fastvideo.models.sources import ModelNotFoundError
 
 __all__ = [
     "Cond",

@@ -19,20 +19,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from fastvideo.models.base import (
+from fastvideo.models.base import Cond, ModelAdapter, pack_2x2, unpack_2x2, unwrap_module
+from fastvideo.models.registry import register_adapter
+from fastvideo.models.sources import (
     MODEL_WEIGHTS,
     ComponentSource,
-    Cond,
-    ModelAdapter,
     RequiredFiles,
     directory_source,
     download_command,
-    pack_2x2,
     tiny_source,
-    unpack_2x2,
-    unwrap_module,
 )
-from fastvideo.models.registry import register_adapter
 
 FLUX_REPO_ID = "black-forest-labs/FLUX.1-dev"
 FLUX_DEFAULT_DIR = "./data/flux"

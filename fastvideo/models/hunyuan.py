@@ -32,17 +32,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from fastvideo.models.base import (
+from fastvideo.models.base import Cond, ModelAdapter, unwrap_module
+from fastvideo.models.registry import register_adapter
+from fastvideo.models.sources import (
     MODEL_WEIGHTS,
     ComponentSource,
-    Cond,
-    ModelAdapter,
     RequiredFiles,
     directory_source,
     download_command,
-    unwrap_module,
 )
-from fastvideo.models.registry import register_adapter
 
 logger = logging.getLogger("fastvideo")
 

@@ -36,20 +36,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from fastvideo.models.base import (
+from fastvideo.models.base import Cond, ModelAdapter, pack_2x2, unpack_2x2, unwrap_module
+from fastvideo.models.cfg import NegativePromptCFG
+from fastvideo.models.registry import register_adapter
+from fastvideo.models.sources import (
     MODEL_WEIGHTS,
     ComponentSource,
-    Cond,
-    ModelAdapter,
     RequiredFiles,
     directory_source,
     download_command,
-    pack_2x2,
-    unpack_2x2,
-    unwrap_module,
 )
-from fastvideo.models.cfg import NegativePromptCFG
-from fastvideo.models.registry import register_adapter
 
 logger = logging.getLogger("fastvideo")
 

@@ -18,18 +18,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from fastvideo.models.base import (
+from fastvideo.models.base import Cond, ModelAdapter, unwrap_module
+from fastvideo.models.registry import register_adapter
+from fastvideo.models.sources import (
     MODEL_WEIGHTS,
     ComponentSource,
-    Cond,
-    ModelAdapter,
     RequiredFiles,
     directory_source,
     download_command,
     tiny_source,
-    unwrap_module,
 )
-from fastvideo.models.registry import register_adapter
 
 SD_REPO_ID = "CompVis/stable-diffusion-v1-4"
 SD_DEFAULT_DIR = "./data/stable-diffusion-v1-4"

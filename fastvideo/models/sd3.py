@@ -28,18 +28,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from fastvideo.models.base import (
+from fastvideo.models.base import Cond, ModelAdapter, unwrap_module
+from fastvideo.models.cfg import NegativePromptCFG
+from fastvideo.models.registry import register_adapter
+from fastvideo.models.sources import (
     MODEL_WEIGHTS,
     ComponentSource,
-    Cond,
-    ModelAdapter,
     RequiredFiles,
     directory_source,
     download_command,
-    unwrap_module,
 )
-from fastvideo.models.cfg import NegativePromptCFG
-from fastvideo.models.registry import register_adapter
 
 SD3_REPO_ID = "stabilityai/stable-diffusion-3.5-medium"
 SD3_DEFAULT_DIR = "./data/stable-diffusion-3.5-medium"

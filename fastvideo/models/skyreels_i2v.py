@@ -37,9 +37,10 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from fastvideo.models.base import ComponentSource, Cond, ModelAdapter
+from fastvideo.models.base import Cond, ModelAdapter
 from fastvideo.models.hunyuan import HUNYUAN_DEFAULT_DIR, HUNYUAN_REPO_ID, TEXT_KEYS, HunyuanAdapter
 from fastvideo.models.registry import register_adapter
+from fastvideo.models.sources import ComponentSource
 
 SKYREELS_REPO_ID = "Skywork/SkyReels-V1-Hunyuan-I2V"
 SKYREELS_DEFAULT_DIR = "./data/SkyReels-V1-Hunyuan-I2V"

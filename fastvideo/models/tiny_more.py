@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fastvideo.models.base import ComponentSource, in_memory_source
+from fastvideo.models.sources import ComponentSource, in_memory_source
 from fastvideo.models.tiny import (
     _T5_WORDS,
     TINY_CLIP_MAX_LENGTH,

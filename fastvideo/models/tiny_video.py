@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from fastvideo.models.base import ComponentSource, in_memory_source
+from fastvideo.models.sources import ComponentSource, in_memory_source
 from fastvideo.models.tiny import (
     TINY_TEXT_DIM,
     _component_seed,

@@ -29,19 +29,17 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from fastvideo.models.base import (
-    MODEL_WEIGHTS,
-    ComponentSource,
-    Cond,
-    ModelAdapter,
-    RequiredFiles,
-    directory_source,
-    download_command,
-    unwrap_module,
-)
+from fastvideo.models.base import Cond, ModelAdapter, unwrap_module
 from fastvideo.models.cfg import NegativePromptCFG
 from fastvideo.models.hunyuan import check_frame_size, check_num_frames
 from fastvideo.models.registry import register_adapter
+from fastvideo.models.sources import (
+    MODEL_WEIGHTS,
+    ComponentSource,
+    RequiredFiles,
+    directory_source,
+    download_command,
+)
 
 WAN_REPO_ID = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
 WAN_DEFAULT_DIR = "./data/Wan2.1-T2V-1.3B-Diffusers"
