@@ -95,8 +95,8 @@ def test_splits_are_disjoint_deterministic_and_cover_the_prompt_space():
     train_texts, heldout_texts = {p.text for p in train}, {p.text for p in heldout}
     assert not train_texts & heldout_texts
     assert train_texts | heldout_texts == {p.text for p in all_motion_prompts()}
-    assert (len(train), len(heldout)) == (6180, 1254)
-    assert Counter(p.skill for p in heldout) == {"single": 6, "two_objects": 1248}
+    assert (len(train), len(heldout)) == (4482, 2952)
+    assert Counter(p.skill for p in heldout) == {"single": 18, "two_objects": 2934}
     again = motion_prompt_splits(0)
     assert [p.text for p in again[0]] == [p.text for p in train] and again[1] == heldout
     assert {p.text for p in motion_prompt_splits(1)[1]} != heldout_texts
@@ -104,10 +104,12 @@ def test_splits_are_disjoint_deterministic_and_cover_the_prompt_space():
 
 def test_heldout_compositions_never_occur_in_training_but_their_parts_do():
     triples, pairs = heldout_motion_compositions(0)
-    assert len(triples) == 6 and len(pairs) == 6
-    assert {t[0] for t in triples} == set(COLORS)
-    assert Counter(t[1] for t in triples) == dict.fromkeys(SHAPES, 2)
-    assert {t[2] for t in triples} == set(MOVES)
+    assert len(triples) == 18 and len(pairs) == 6
+    assert {t[:2] for t in triples} == {(color, shape) for color in COLORS for shape in SHAPES}  # one per object
+    for color in COLORS:  # a colour's three shapes hold out three different directions
+        assert len({t[2] for t in triples if t[0] == color}) == len(SHAPES)
+    for shape in SHAPES:  # every direction is held out for some colours of every shape, never all six
+        assert {t[2] for t in triples if t[1] == shape} == set(MOVES)
     train, heldout = motion_prompt_splits(0)
     train_triples = {c.triple for p in train for c in _claims_of(p.text)}
     train_pairs = {frozenset(c.key for c in _claims_of(p.text)) for p in train if p.skill == "two_objects"}
@@ -190,7 +192,7 @@ def test_rendered_frames_show_the_shape_at_its_interpolated_position():
 @pytest.mark.parametrize("size,offset", [(32, 0), (64, 3)])
 def test_ground_truth_renders_of_heldout_prompts_are_verified_correct(size, offset):
     rng = np.random.default_rng(size)
-    texts = _heldout_subset(stride=7, offset=offset)  # 6 singles + 179 pairs per size
+    texts = _heldout_subset(stride=16, offset=offset)  # 18 singles + 183-184 pairs per size
     failures = []
     for text in texts:
         verdict = verify_video(render_video(text, rng, size), text)

@@ -225,7 +225,7 @@ def test_balanced_motion_prompts_are_train_prompts_half_single(tmp_path):
     for name in ("train", "heldout", "train_balanced", "train_single"):
         assert written[name].read_text() == (ROOT / f"assets/shapes_video/prompts/{written[name].name}").read_text()
     assert read_prompt_file(written["train_balanced"]) == texts
-    assert read_prompt_file(written["train_single"]) == singles and len(singles) == 84
+    assert read_prompt_file(written["train_single"]) == singles and len(singles) == 72
 
 
 # ------------------------------------------------------------------------------------------ smoke runs

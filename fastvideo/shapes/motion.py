@@ -20,11 +20,11 @@ two-object prompts (both staying is excluded), 7434 in all.
 
 Splits (``motion_prompt_splits(seed)``, disjoint and deterministic):
 
-- ``NUM_HELDOUT_TRIPLES`` (colour, shape, direction) *compositions*, one per colour, every shape
-  twice and every moving direction at least once (drawn from ``seed``), never occur in training: every
-  prompt that contains one (single or either object of a pair) is held out. Each of their parts
-  (the colour-shape object with other directions, colour + direction, shape + direction) still
-  occurs in training.
+- ``NUM_HELDOUT_TRIPLES`` (colour, shape, direction) *compositions*, one per object: every colour-shape
+  object has one moving direction it is never seen taking in training (drawn from ``seed``, so that each
+  colour's three shapes hold out three different directions). Every prompt that contains one (single or
+  either object of a pair) is held out. Each of their parts (the object with its other directions and
+  staying still, colour + direction, shape + direction) still occurs in training.
 - ``NUM_HELDOUT_OBJECT_PAIRS`` further unordered object pairs: every two-object prompt over such a
   pair (both orders, all direction combinations) is held out, so the pair never co-occurs in training.
 
@@ -53,8 +53,9 @@ OPPOSITE: dict[str, str] = {"left": "right", "right": "left", "up": "down", "dow
 MOTION_SKILLS: tuple[str, ...] = ("single", "two_objects")
 CONNECTIVE = "while"
 
-NUM_HELDOUT_TRIPLES = 6
-"""(colour, shape, direction) compositions absent from training (one per colour)."""
+NUM_HELDOUT_TRIPLES = 18
+"""(colour, shape, direction) compositions absent from training: one per colour-shape object. Until
+2026-12-07 it was 6 (one per colour), which left the evaluation's single-object half on 6 prompts."""
 NUM_HELDOUT_OBJECT_PAIRS = 6
 """Unordered (colour, shape) object pairs whose two-object prompts are all held out."""
 
@@ -133,14 +134,17 @@ def all_motion_prompts() -> list[Prompt]:
 def heldout_motion_compositions(seed: int = 0) -> tuple[set[tuple[str, str, str]], set[frozenset]]:
     """The held-out (colour, shape, direction) triples and unordered object pairs for ``seed``.
 
-    Triple i has colour i (palette order), shape ``SHAPES[perm(0,1,2,0,1,2)[i]]`` and direction
-    ``(perm(MOVES) + 2 more random moves)[i]``, so every colour once, every shape twice, every moving
-    direction at least once. Object pairs: ``NUM_HELDOUT_OBJECT_PAIRS`` of the 153 unordered pairs.
+    With ``m = perm(MOVES)`` and ``o = perm(0, 1, 2)`` drawn from ``seed``, object (colour i, shape j) holds out
+    direction ``m[(i + o[j]) mod 4]``: each colour's three shapes hold out three different directions and
+    each shape holds out every direction with one or two of the six colours, so colour + direction and
+    shape + direction both still occur in training. Object pairs: ``NUM_HELDOUT_OBJECT_PAIRS`` of the
+    153 unordered pairs.
     """
     rng = np.random.default_rng([seed, 17])
-    shapes = rng.permutation(np.tile(np.arange(len(SHAPES)), 2))
-    directions = np.concatenate([rng.permutation(len(MOVES)), rng.integers(0, len(MOVES), 2)])
-    triples = {(color, SHAPES[shapes[i]], MOVES[directions[i]]) for i, color in enumerate(COLORS)}
+    moves = rng.permutation(len(MOVES))
+    offsets = rng.permutation(len(SHAPES))
+    triples = {(color, shape, MOVES[moves[(i + offsets[j]) % len(MOVES)]])
+               for i, color in enumerate(COLORS) for j, shape in enumerate(SHAPES)}
     pairs = [frozenset(pair) for pair in itertools.combinations(_objects(), 2)]
     chosen = rng.choice(len(pairs), size=NUM_HELDOUT_OBJECT_PAIRS, replace=False)
     return triples, {pairs[i] for i in sorted(chosen)}
@@ -161,7 +165,7 @@ def _splits_cached(seed: int) -> tuple[tuple[Prompt, ...], tuple[Prompt, ...]]:
 def motion_prompt_splits(seed: int = 0) -> tuple[list[Prompt], list[Prompt]]:
     """Deterministic, disjoint (train, heldout) split of ``all_motion_prompts()`` (module docstring).
 
-    Seed 0: train 6180 (single 84, two_objects 6096), held-out 1254 (single 6, two_objects 1248).
+    Seed 0: train 4482 (single 72, two_objects 4410), held-out 2952 (single 18, two_objects 2934).
     """
     train, heldout = _splits_cached(seed)
     return list(train), list(heldout)

@@ -13,8 +13,8 @@ so a prompt always gets the same frame: in every GRPO rollout and on every rank.
 Frames are rendered square at ``size`` (>= 32) and the adapter fits them to model.height x width.
 
 Evaluations draw a fresh scene per *evaluation index* instead (``indexed_first_frames``, rng
-``[seed, index]``): the held-out split has only 6 single-object prompts, and one frame per prompt would
-measure 6 scenes. ``policy_eval.evaluate_policy`` (the README's I2V numbers) and
+``[seed, index]``): the held-out split has 18 single-object prompts (6 until 2026-12-07), and one frame per prompt would
+measure 18 scenes. ``policy_eval.evaluate_policy`` (the README's I2V numbers) and
 ``fastvideo.shapes.pretrain.video_i2v.evaluate_i2v`` use the same frames; GRPO rollouts only know the
 prompt, hence the per-prompt seed of ``MotionFirstFrames`` there.
 """

@@ -195,7 +195,7 @@ def paired_gain(base: list[dict], final: list[dict], skills: tuple[str, ...] = S
     differences d_i = correct_final - correct_base. ``se_prompt`` clusters the samples by prompt text
     (the cluster-robust standard error of a mean): with G prompts, S_g = sum over prompt g of (d_i - mean d),
     se_prompt = sqrt(G / (G - 1) * sum_g S_g^2) / n. When a few prompts carry many samples (the motion
-    world's held-out split has only 6 single-object prompts), a gain made on one prompt shows as
+    world's held-out split had 6 single-object prompts until 2026-12-07, 18 since), a gain made on one prompt shows as
     se_prompt >> se; with one sample per prompt the two are equal. ``prompts`` is G.
     """
     def block(pairs: list[tuple[dict, dict]]) -> dict:

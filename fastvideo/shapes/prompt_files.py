@@ -6,7 +6,7 @@ writes ``train.txt`` (the GRPO training prompts, ``data.prompt_file`` of configs
 ``heldout.txt`` (every held-out prompt, for reference; the evaluation draws skill-balanced prompts from
 the same split in code, see ``fastvideo.shapes.policy_eval``) and ``train_balanced.txt``, the training prompts
 in the evaluation's skill mix. Motion (``data.prompt_file`` of configs/shapes_video/*.yaml): the train split is
-98.6% two-object prompts (6096 of 6180) while the evaluation is half single-object, so the file holds every
+98.4% two-object prompts (4410 of 4482) while the evaluation is half single-object, so the file holds every
 single-object train prompt and as many two-object ones, drawn with the seed (``balanced_train_texts``); the
 motion world also gets ``train_single.txt``, its single-object train prompts (the T2V preset's). Image
 (``balanced_image_texts``): up to 64 train prompts of each skill, where ``train.txt`` is 75% position prompts. One prompt per line, in the grammar's order. Default directories:
@@ -52,7 +52,7 @@ def balanced_train_texts(seed: int = 0) -> list[str]:
 
 
 def single_train_texts(seed: int = 0) -> list[str]:
-    """Every single-object motion train prompt (84 for seed 0), in the split's order: the T2V preset's training
+    """Every single-object motion train prompt (72 for seed 0), in the split's order: the T2V preset's training
     prompts. The T2V base draws two-object clips right ~0% of the time, so their groups carry no signal (log
     rows 129-130: +8.5 / +8.5 on two seeds, against +6.5 / +4.5 for the EMA on ``train_balanced.txt``)."""
     return [text for text in split_texts(seed, "motion")["train"] if motion_skill_of(text) == "single"]

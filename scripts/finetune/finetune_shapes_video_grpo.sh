@@ -8,7 +8,7 @@
 # GRPO iterations (19 s) on 2 CPU cores.
 #   text-to-video  (default): configs/shapes_video/hunyuan_t2v_nft.yaml   (assets/shapes_video/hunyuan)
 #   image-to-video:           CONFIG=configs/shapes_video/skyreels_i2v_nft.yaml (assets/shapes_video/skyreels_i2v;
-#                             first frames = ground-truth renders of the prompts, in memory)
+#                             first frames = ground-truth renders of the prompts, a fresh scene per iteration)
 #   DanceGRPO:                CONFIG=configs/shapes_video/{hunyuan_t2v,skyreels_i2v}_grpo.yaml
 # Writes OUTPUT_DIR (default outputs/shapes_video_<config name>): metrics.jsonl, reward_curve.png,
 # training_curves.png, before_after.png (+ .gif), eval_*.jsonl, summary.json.
